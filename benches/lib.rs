@@ -1,0 +1,1 @@
+//! Criterion benchmarks live in `encoder.rs`; run `cargo bench -p turnscore-benches`.

@@ -1,0 +1,359 @@
+//! The BERT-family encoder and the multi-label heads, over weights viewed in the model file.
+//!
+//! Sequences are processed without padding: the token rows of every sequence in a batch are
+//! concatenated (`cu_seqlens` style), the linear layers run once over all rows, and attention
+//! runs per sequence over its own length only.
+
+use crate::error::{Error, Result};
+use crate::format::{Architecture, HeadMeta, ModelFile, Pooling, TensorData};
+use crate::linalg::{gelu, layer_norm, sgemm, sigmoid, softmax_scaled, View};
+
+/// A weight matrix as stored: f32 used in place, f16 and i8 widened to f32 on use.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Store<'a> {
+    F32(&'a [f32]),
+    F16(&'a [half::f16]),
+    I8 { q: &'a [i8], scale: &'a [f32] },
+}
+
+/// A `rows × cols` row-major matrix in the model file.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Mat<'a> {
+    pub store: Store<'a>,
+    pub rows: usize,
+    pub cols: usize,
+}
+
+impl<'a> Mat<'a> {
+    /// The whole matrix as f32: borrowed when stored as f32, else widened into `buf`.
+    pub fn as_f32<'b>(&self, buf: &'b mut Vec<f32>) -> &'b [f32]
+    where
+        'a: 'b,
+    {
+        match self.store {
+            Store::F32(v) => v,
+            Store::F16(v) => {
+                buf.resize(v.len(), 0.0);
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(v, buf);
+                buf
+            }
+            Store::I8 { q, scale } => {
+                buf.resize(q.len(), 0.0);
+                for (r, (dst, src)) in
+                    buf.chunks_exact_mut(self.cols).zip(q.chunks_exact(self.cols)).enumerate()
+                {
+                    let s = scale[r];
+                    for (d, &x) in dst.iter_mut().zip(src) {
+                        *d = x as f32 * s;
+                    }
+                }
+                buf
+            }
+        }
+    }
+
+    /// Adds row `r` (as f32) into `out`.
+    pub fn add_row(&self, r: usize, out: &mut [f32]) {
+        let c = self.cols;
+        match self.store {
+            Store::F32(v) => out.iter_mut().zip(&v[r * c..(r + 1) * c]).for_each(|(o, x)| *o += x),
+            Store::F16(v) => {
+                out.iter_mut().zip(&v[r * c..(r + 1) * c]).for_each(|(o, x)| *o += x.to_f32())
+            }
+            Store::I8 { q, scale } => {
+                let s = scale[r];
+                out.iter_mut().zip(&q[r * c..(r + 1) * c]).for_each(|(o, &x)| *o += x as f32 * s)
+            }
+        }
+    }
+}
+
+/// `y = x · Wᵀ + b` with `W` of shape `[out, in]` (PyTorch `nn.Linear` layout).
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Linear<'a> {
+    pub w: Mat<'a>,
+    pub b: &'a [f32],
+}
+
+impl Linear<'_> {
+    /// `y[m × out] = x[m × in] · Wᵀ + b`.
+    pub fn forward(&self, x: &[f32], m: usize, y: &mut [f32], wbuf: &mut Vec<f32>) {
+        let (n, k) = (self.w.rows, self.w.cols);
+        let w = self.w.as_f32(wbuf);
+        for row in y[..m * n].chunks_exact_mut(n) {
+            row.copy_from_slice(self.b);
+        }
+        sgemm(m, n, k, View::rows(x, k), View::transposed(w, k), y, n, true);
+    }
+}
+
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Norm<'a> {
+    pub g: &'a [f32],
+    pub b: &'a [f32],
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Layer<'a> {
+    pub q: Linear<'a>,
+    pub k: Linear<'a>,
+    pub v: Linear<'a>,
+    pub attn_out: Linear<'a>,
+    pub ln1: Norm<'a>,
+    pub ffn_in: Linear<'a>,
+    pub ffn_out: Linear<'a>,
+    pub ln2: Norm<'a>,
+}
+
+/// All weights of one model, viewed in its file. Built per call (a few hundred lookups).
+#[derive(Clone, Debug)]
+pub(crate) struct Weights<'a> {
+    pub arch: &'a Architecture,
+    pub word: Mat<'a>,
+    pub pos: Mat<'a>,
+    pub tok_type: Mat<'a>,
+    pub emb_ln: Norm<'a>,
+    pub layers: Vec<Layer<'a>>,
+    pub pooler: Option<Linear<'a>>,
+    pub topics: Option<Linear<'a>>,
+    pub sensitive: Option<Linear<'a>>,
+}
+
+fn shape_err(name: &str, want: &[usize], got: &[u64]) -> Error {
+    Error::format(format!("tensor {name:?} has shape {got:?}, expected {want:?}"))
+}
+
+impl<'a> Weights<'a> {
+    /// Resolves and shape-checks every tensor the architecture needs.
+    pub fn new(m: &'a ModelFile) -> Result<Weights<'a>> {
+        let arch = &m.meta().architecture;
+        let h = arch.hidden_size as usize;
+        let inter = arch.intermediate_size as usize;
+        let mat = |name: &str, rows: usize, cols: usize| -> Result<Mat<'a>> {
+            let (data, shape) = m.tensor(name)?;
+            if shape != [rows as u64, cols as u64] {
+                return Err(shape_err(name, &[rows, cols], shape));
+            }
+            let store = match data {
+                TensorData::F32(v) => Store::F32(v),
+                TensorData::F16(v) => Store::F16(v),
+                TensorData::I8(q) => {
+                    let sname = format!("{name}.scale");
+                    let (s, sshape) = m.tensor(&sname)?;
+                    match s {
+                        TensorData::F32(scale) if sshape == [rows as u64] => {
+                            if let Some(bad) = scale.iter().find(|x| !x.is_finite()) {
+                                return Err(Error::format(format!(
+                                    "tensor {sname:?} holds a non-finite scale {bad}"
+                                )));
+                            }
+                            Store::I8 { q, scale }
+                        }
+                        _ => return Err(shape_err(&sname, &[rows], sshape)),
+                    }
+                }
+            };
+            Ok(Mat { store, rows, cols })
+        };
+        let vec = |name: &str, len: usize| -> Result<&'a [f32]> {
+            match m.tensor(name)? {
+                (TensorData::F32(v), shape) if shape == [len as u64] => Ok(v),
+                (_, shape) => Err(shape_err(name, &[len], shape)),
+            }
+        };
+        let lin = |name: &str, out: usize, inp: usize| -> Result<Linear<'a>> {
+            Ok(Linear {
+                w: mat(&format!("{name}.weight"), out, inp)?,
+                b: vec(&format!("{name}.bias"), out)?,
+            })
+        };
+        let norm = |name: &str| -> Result<Norm<'a>> {
+            Ok(Norm { g: vec(&format!("{name}.weight"), h)?, b: vec(&format!("{name}.bias"), h)? })
+        };
+        let mut layers = Vec::with_capacity(arch.num_layers as usize);
+        for i in 0..arch.num_layers {
+            let p = format!("encoder.layer.{i}");
+            layers.push(Layer {
+                q: lin(&format!("{p}.attention.self.query"), h, h)?,
+                k: lin(&format!("{p}.attention.self.key"), h, h)?,
+                v: lin(&format!("{p}.attention.self.value"), h, h)?,
+                attn_out: lin(&format!("{p}.attention.output.dense"), h, h)?,
+                ln1: norm(&format!("{p}.attention.output.LayerNorm"))?,
+                ffn_in: lin(&format!("{p}.intermediate.dense"), inter, h)?,
+                ffn_out: lin(&format!("{p}.output.dense"), h, inter)?,
+                ln2: norm(&format!("{p}.output.LayerNorm"))?,
+            });
+        }
+        let pooler = match arch.pooling {
+            Pooling::ClsPooler => Some(lin("pooler.dense", h, h)?),
+            _ => None,
+        };
+        let head = |hm: &Option<HeadMeta>| -> Result<Option<Linear<'a>>> {
+            let Some(hm) = hm else { return Ok(None) };
+            let n = hm.labels.len();
+            Ok(Some(Linear { w: mat(&hm.weight, n, h)?, b: vec(&hm.bias, n)? }))
+        };
+        Ok(Weights {
+            arch,
+            word: mat("embeddings.word_embeddings.weight", arch.vocab_size as usize, h)?,
+            pos: mat(
+                "embeddings.position_embeddings.weight",
+                arch.max_position_embeddings as usize,
+                h,
+            )?,
+            tok_type: mat(
+                "embeddings.token_type_embeddings.weight",
+                arch.type_vocab_size as usize,
+                h,
+            )?,
+            emb_ln: norm("embeddings.LayerNorm")?,
+            layers,
+            pooler,
+            topics: head(&m.meta().topics)?,
+            sensitive: head(&m.meta().sensitive)?,
+        })
+    }
+}
+
+/// Reusable buffers for one thread's forward passes.
+#[derive(Default, Debug)]
+pub struct Scratch {
+    x: Vec<f32>,
+    q: Vec<f32>,
+    k: Vec<f32>,
+    v: Vec<f32>,
+    ctx: Vec<f32>,
+    tmp: Vec<f32>,
+    inter: Vec<f32>,
+    scores: Vec<f32>,
+    wbuf: Vec<f32>,
+}
+
+/// Runs the encoder over `seqs` (token ids with special tokens, each at most `max_seq_len`
+/// long and non-empty) and returns the pooled vectors, `seqs.len() × hidden`, row-major.
+///
+/// # Errors
+/// [`Error::Invalid`] for an empty or too long sequence or an out-of-vocabulary id.
+pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Result<Vec<f32>> {
+    let a = w.arch;
+    let h = a.hidden_size as usize;
+    let nh = a.num_heads as usize;
+    let d = h / nh;
+    let inter = a.intermediate_size as usize;
+    let eps = a.layer_norm_eps;
+    for (i, seq) in seqs.iter().enumerate() {
+        if seq.is_empty() || seq.len() as u64 > a.max_seq_len {
+            return Err(Error::Invalid(format!(
+                "sequence {i} has {} tokens (allowed 1..={})",
+                seq.len(),
+                a.max_seq_len
+            )));
+        }
+        if let Some(&bad) = seq.iter().find(|&&t| t as u64 >= a.vocab_size) {
+            return Err(Error::Invalid(format!("token id {bad} is outside the vocabulary")));
+        }
+    }
+    let m: usize = seqs.iter().map(|s| s.len()).sum();
+    // Embeddings: word + position + token type 0, then LayerNorm.
+    s.x.clear();
+    s.x.resize(m * h, 0.0);
+    let mut row = 0;
+    for seq in seqs {
+        for (p, &t) in seq.iter().enumerate() {
+            let out = &mut s.x[row * h..(row + 1) * h];
+            w.word.add_row(t as usize, out);
+            w.pos.add_row(p, out);
+            w.tok_type.add_row(0, out);
+            row += 1;
+        }
+    }
+    layer_norm(&mut s.x, h, w.emb_ln.g, w.emb_ln.b, eps);
+
+    for buf in [&mut s.q, &mut s.k, &mut s.v, &mut s.ctx, &mut s.tmp] {
+        buf.resize(m * h, 0.0);
+    }
+    s.inter.resize(m * inter, 0.0);
+    let scale = 1.0 / (d as f32).sqrt();
+    for layer in &w.layers {
+        layer.q.forward(&s.x, m, &mut s.q, &mut s.wbuf);
+        layer.k.forward(&s.x, m, &mut s.k, &mut s.wbuf);
+        layer.v.forward(&s.x, m, &mut s.v, &mut s.wbuf);
+        // Attention, per sequence and head, over that sequence's own tokens only.
+        let mut start = 0;
+        for seq in seqs {
+            let l = seq.len();
+            s.scores.resize(l * l, 0.0);
+            for hd in 0..nh {
+                let off = start * h + hd * d;
+                let q = View { data: &s.q[off..], rs: h, cs: 1 };
+                let kt = View { data: &s.k[off..], rs: 1, cs: h };
+                sgemm(l, l, d, q, kt, &mut s.scores, l, false);
+                for r in s.scores.chunks_exact_mut(l) {
+                    softmax_scaled(r, scale);
+                }
+                let v = View { data: &s.v[off..], rs: h, cs: 1 };
+                sgemm(l, d, l, View::rows(&s.scores, l), v, &mut s.ctx[off..], h, false);
+            }
+            start += l;
+        }
+        layer.attn_out.forward(&s.ctx, m, &mut s.tmp, &mut s.wbuf);
+        for (t, x) in s.tmp.iter_mut().zip(&s.x) {
+            *t += x;
+        }
+        layer_norm(&mut s.tmp, h, layer.ln1.g, layer.ln1.b, eps);
+        std::mem::swap(&mut s.x, &mut s.tmp);
+        layer.ffn_in.forward(&s.x, m, &mut s.inter, &mut s.wbuf);
+        gelu(&mut s.inter[..m * inter]);
+        layer.ffn_out.forward(&s.inter, m, &mut s.tmp, &mut s.wbuf);
+        for (t, x) in s.tmp.iter_mut().zip(&s.x) {
+            *t += x;
+        }
+        layer_norm(&mut s.tmp, h, layer.ln2.g, layer.ln2.b, eps);
+        std::mem::swap(&mut s.x, &mut s.tmp);
+    }
+
+    // Pooling.
+    let mut pooled = vec![0f32; seqs.len() * h];
+    let mut start = 0;
+    for (i, seq) in seqs.iter().enumerate() {
+        let out = &mut pooled[i * h..(i + 1) * h];
+        let rows = &s.x[start * h..(start + seq.len()) * h];
+        match a.pooling {
+            Pooling::Mean => {
+                for r in rows.chunks_exact(h) {
+                    out.iter_mut().zip(r).for_each(|(o, x)| *o += x);
+                }
+                let inv = 1.0 / seq.len() as f32;
+                out.iter_mut().for_each(|o| *o *= inv);
+            }
+            Pooling::Cls | Pooling::ClsPooler => out.copy_from_slice(&rows[..h]),
+        }
+        start += seq.len();
+    }
+    if let Some(p) = &w.pooler {
+        let mut t = vec![0f32; pooled.len()];
+        p.forward(&pooled, seqs.len(), &mut t, &mut s.wbuf);
+        t.iter_mut().for_each(|v| *v = v.tanh());
+        pooled = t;
+    }
+    if a.normalize {
+        for v in pooled.chunks_exact_mut(h) {
+            let norm = v.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt().max(1e-12);
+            v.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
+        }
+    }
+    Ok(pooled)
+}
+
+/// Applies a head to pooled vectors: sigmoid scores, `n × labels`, row-major.
+pub(crate) fn head_scores(
+    head: &Linear<'_>,
+    pooled: &[f32],
+    n: usize,
+    wbuf: &mut Vec<f32>,
+) -> Vec<f32> {
+    let mut out = vec![0f32; n * head.w.rows];
+    head.forward(pooled, n, &mut out, wbuf);
+    out.iter_mut().for_each(|v| *v = sigmoid(*v));
+    out
+}

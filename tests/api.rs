@@ -1,0 +1,108 @@
+//! The engine API on the bundled model: exact row accounting, order, rejection reasons,
+//! truncation, and results that do not depend on batch composition or thread count.
+
+use crate::util::*;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Int32Type, UInt32Type};
+use arrow_array::Array;
+use turnscore::input::{parse_line, JsonlReader};
+use turnscore::{Engine, EngineOptions};
+
+fn engine(threads: usize, batch_tokens: usize) -> Engine {
+    Engine::open(bundled_path(), EngineOptions { threads, batch_tokens }).unwrap()
+}
+
+#[test]
+fn engine_is_send_and_sync() {
+    fn check<T: Send + Sync>() {}
+    check::<Engine>();
+}
+
+#[test]
+fn one_output_row_per_input_row_in_order_with_reasons() {
+    let e = engine(2, 2048);
+    let mut lines: Vec<Vec<u8>> = vec![
+        br#"{"id":"a","text":"best hiking boots for wide feet?"}"#.to_vec(),
+        br#"{"id":"b","text":""}"#.to_vec(),
+        br#"not json"#.to_vec(),
+        br#"{"text":"no id here"}"#.to_vec(),
+        br#"{"id":"e"}"#.to_vec(),
+        br#"{"id":"f","text":"how do I compute a mortgage payment","user_id":"u1","conversation_id":"c1"}"#.to_vec(),
+    ];
+    let mut bad = br#"{"id":"g","text":"caf"#.to_vec();
+    bad.push(0xe9);
+    bad.extend_from_slice(br#""}"#);
+    lines.push(bad);
+    let rows: Vec<_> = lines.iter().enumerate().map(|(i, l)| parse_line(l, i as u64 + 1)).collect();
+    let batch = e.score_rows(&rows).unwrap();
+    assert_eq!(batch.num_rows(), rows.len());
+    let ids = batch.column_by_name("id").unwrap().as_string::<i32>();
+    let got: Vec<Option<&str>> =
+        (0..ids.len()).map(|i| ids.is_valid(i).then(|| ids.value(i))).collect();
+    assert_eq!(got, vec![Some("a"), Some("b"), None, None, Some("e"), Some("f"), Some("g")]);
+    let reason = batch.column_by_name("reason").unwrap().as_dictionary::<Int32Type>();
+    let vals = reason.values().as_string::<i32>();
+    let reasons: Vec<&str> =
+        reason.keys().iter().map(|k| vals.value(k.unwrap() as usize)).collect();
+    assert_eq!(
+        &reasons[1..5],
+        &[
+            "rejected:empty_text",
+            "rejected:bad_json",
+            "rejected:missing_id",
+            "rejected:missing_text"
+        ]
+    );
+    assert_eq!(reasons[6], "rejected:invalid_utf8");
+    assert!(!reasons[0].starts_with("rejected") && !reasons[5].starts_with("rejected"));
+    let tokens = batch.column_by_name("tokens").unwrap().as_primitive::<UInt32Type>();
+    assert!(tokens.is_valid(0) && tokens.is_null(1) && tokens.value(0) > 2);
+    let conv = batch.column_by_name("conversation_id").unwrap().as_string::<i32>();
+    assert_eq!(conv.value(5), "c1");
+    let elig = batch.column_by_name("ad_eligible").unwrap().as_boolean();
+    assert!((1..5).all(|i| !elig.value(i)), "rejected rows are never ad-eligible");
+    let topics = batch.column_by_name("topics").unwrap();
+    assert!(topics.is_null(1) && topics.is_null(2));
+}
+
+#[test]
+fn long_turns_are_truncated_to_max_seq_len() {
+    let e = engine(1, 2048);
+    let max = e.model().meta().architecture.max_seq_len as usize;
+    let long = "word ".repeat(max * 2);
+    let emb = e.embed(&[long.as_str(), "short"]).unwrap();
+    assert_eq!(emb.tokens[0] as usize, max);
+    assert!(emb.truncated[0] && !emb.truncated[1]);
+}
+
+#[test]
+fn scores_do_not_depend_on_batch_neighbours_or_threads() {
+    let texts = [
+        "whats the weather in Lisbon this weekend",
+        "I was just diagnosed with celiac disease, what can I eat?",
+        "Write a python function that merges two sorted lists and explain its complexity in detail please",
+        "hi",
+    ];
+    let alone: Vec<Vec<f32>> =
+        texts.iter().map(|t| engine(1, 2048).embed(&[t]).unwrap().data).collect();
+    for (threads, budget) in [(1, 4096), (2, 16), (2, 2048)] {
+        let e = engine(threads, budget);
+        let together = e.embed(&texts).unwrap();
+        for (i, a) in alone.iter().enumerate() {
+            let d = a.iter().zip(together.row(i)).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+            assert!(d <= 1e-6, "turn {i} moved by {d} with threads={threads}, budget={budget}");
+        }
+    }
+}
+
+#[test]
+fn jsonl_reader_streams_in_chunks() {
+    let mut data = Vec::new();
+    for i in 0..10 {
+        data.extend_from_slice(format!("{{\"id\":\"{i}\",\"text\":\"t{i}\"}}\n").as_bytes());
+    }
+    let mut r = JsonlReader::new(&data[..]);
+    let sizes: Vec<usize> =
+        std::iter::from_fn(|| Some(r.next_chunk(4).unwrap().len()).filter(|&n| n > 0)).collect();
+    assert_eq!(sizes, vec![4, 4, 2]);
+}

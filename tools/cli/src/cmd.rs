@@ -1,0 +1,331 @@
+//! The commands. No engine logic lives here: parse flags, call the engine, write, report.
+
+use crate::sink::{format_for, Out, Sink};
+use crate::{Command, Common};
+use anyhow::{bail, Context, Result};
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use turnscore::format::ModelFile;
+use turnscore::input::JsonlReader;
+use turnscore::{Engine, EngineOptions};
+
+/// Rows read and scored per step; memory stays bounded by this, not by the input size.
+const CHUNK_ROWS: usize = 4096;
+
+pub fn run(cmd: Command) -> Result<()> {
+    match cmd {
+        Command::Score { input, output, format, quiet, common } => {
+            score(&input, &output, format, quiet, &common)
+        }
+        Command::Embed { input, output, quiet, common } => embed(&input, &output, quiet, &common),
+        Command::Inspect { model, json } => inspect(model, json),
+        Command::Convert {
+            hf_dir,
+            output,
+            quant,
+            heads,
+            checkpoint_head,
+            pooling,
+            normalize,
+            model_id,
+        } => convert(hf_dir, output, &quant, heads, &checkpoint_head, pooling, normalize, model_id),
+        Command::TrainHeads { data, output, cache, seed, epochs, common } => {
+            let engine = open_engine(&common)?;
+            crate::train::train(&engine, &data, &output, cache.as_deref(), seed, epochs)
+        }
+    }
+}
+
+fn model_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
+    explicit.or_else(|| std::env::var_os("TURNSCORE_MODEL").map(PathBuf::from))
+}
+
+fn open_model_file(explicit: Option<PathBuf>) -> Result<ModelFile> {
+    match model_path(explicit) {
+        Some(p) => Ok(ModelFile::open(&p)?),
+        None => bundled_model_file(),
+    }
+}
+
+#[cfg(feature = "bundled-model")]
+fn bundled_model_file() -> Result<ModelFile> {
+    ModelFile::from_static(turnscore::bundled::bytes()).context("the bundled model is damaged")
+}
+
+#[cfg(not(feature = "bundled-model"))]
+fn bundled_model_file() -> Result<ModelFile> {
+    bail!("this build has no bundled model: pass --model PATH or set TURNSCORE_MODEL")
+}
+
+pub fn open_engine(c: &Common) -> Result<Engine> {
+    if c.batch_tokens == 0 {
+        bail!("--batch-tokens must be at least 1");
+    }
+    let opts = EngineOptions { threads: c.threads, batch_tokens: c.batch_tokens };
+    Ok(Engine::new(open_model_file(c.model.clone())?, opts)?)
+}
+
+fn open_input(path: &Path) -> Result<Box<dyn BufRead>> {
+    if path == Path::new("-") {
+        return Ok(Box::new(BufReader::new(std::io::stdin())));
+    }
+    let f = std::fs::File::open(path)
+        .with_context(|| format!("cannot open input {}", path.display()))?;
+    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
+}
+
+fn input_name(path: &Path) -> String {
+    if path == Path::new("-") {
+        "<stdin>".into()
+    } else {
+        path.display().to_string()
+    }
+}
+
+#[derive(Default)]
+struct Counts {
+    rows: u64,
+    scored: u64,
+    suppressed: u64,
+    rejected: u64,
+}
+
+fn score(
+    input: &Path,
+    output: &Path,
+    format: Option<crate::Format>,
+    quiet: bool,
+    c: &Common,
+) -> Result<()> {
+    let engine = open_engine(c)?;
+    let mut reader = JsonlReader::new(open_input(input)?);
+    let schema = turnscore::output::schema(engine.topic_labels(), engine.sensitive_labels());
+    let mut sink = Sink::new(Out::open(output)?, format_for(output, format), schema)?;
+    let mut n = Counts::default();
+    let started = std::time::Instant::now();
+    loop {
+        let rows = reader
+            .next_chunk(CHUNK_ROWS)
+            .with_context(|| format!("cannot read {}", input_name(input)))?;
+        if rows.is_empty() {
+            break;
+        }
+        let batch = engine.score_rows(&rows)?;
+        let reasons = turnscore_reasons(&batch);
+        for r in reasons {
+            n.rows += 1;
+            if r == "ok" {
+                n.scored += 1;
+            } else if r.starts_with("rejected:") {
+                n.rejected += 1;
+            } else {
+                n.scored += 1;
+                n.suppressed += 1;
+            }
+        }
+        sink.write(&batch)?;
+    }
+    sink.finish()?;
+    if !quiet {
+        let secs = started.elapsed().as_secs_f64();
+        eprintln!(
+            "turnscore: {} rows: {} scored ({} suppressed as sensitive), {} rejected; {} blank lines skipped; {:.1}s, {:.0} rows/s",
+            n.rows,
+            n.scored,
+            n.suppressed,
+            n.rejected,
+            reader.blank_lines(),
+            secs,
+            n.rows as f64 / secs.max(1e-9)
+        );
+    }
+    Ok(())
+}
+
+fn turnscore_reasons(batch: &arrow_array::RecordBatch) -> Vec<String> {
+    use arrow_array::cast::AsArray;
+    use arrow_array::types::Int32Type;
+    let col = batch.column_by_name("reason").expect("reason column");
+    let dict = col.as_dictionary::<Int32Type>();
+    let values = dict.values().as_string::<i32>();
+    dict.keys().iter().map(|k| values.value(k.unwrap_or(0) as usize).to_string()).collect()
+}
+
+fn embed(input: &Path, output: &Path, quiet: bool, c: &Common) -> Result<()> {
+    let engine = open_engine(c)?;
+    let mut reader = JsonlReader::new(open_input(input)?);
+    let mut out = Out::open(output)?;
+    let (mut rows_n, mut rejected) = (0u64, 0u64);
+    loop {
+        let rows = reader
+            .next_chunk(CHUNK_ROWS)
+            .with_context(|| format!("cannot read {}", input_name(input)))?;
+        if rows.is_empty() {
+            break;
+        }
+        let texts: Vec<&str> =
+            rows.iter().filter_map(|r| r.turn.as_ref().ok().map(|t| t.text.as_str())).collect();
+        let e = engine.embed(&texts)?;
+        let mut j = 0;
+        for r in &rows {
+            rows_n += 1;
+            let v = match &r.turn {
+                Ok(t) => {
+                    let v = serde_json::json!({"id": t.id, "embedding": e.row(j), "tokens": e.tokens[j]});
+                    j += 1;
+                    v
+                }
+                Err(rej) => {
+                    rejected += 1;
+                    serde_json::json!({"id": rej.id, "embedding": null, "reason": format!("rejected:{}", rej.reason.code())})
+                }
+            };
+            serde_json::to_writer(&mut out.w, &v)?;
+            out.w.write_all(b"\n")?;
+        }
+    }
+    out.finish()?;
+    if !quiet {
+        eprintln!("turnscore: {rows_n} rows: {} embedded, {rejected} rejected", rows_n - rejected);
+    }
+    Ok(())
+}
+
+fn inspect(model: Option<PathBuf>, json: bool) -> Result<()> {
+    let m = open_model_file(model.clone())?;
+    let meta = m.meta();
+    let a = &meta.architecture;
+    let where_ = match (m.path(), model_path(model)) {
+        (Some(p), _) => p.display().to_string(),
+        (None, _) => "models/all-minilm-l6-v2.tsm (bundled in this binary)".into(),
+    };
+    let mut by_dtype = std::collections::BTreeMap::<&str, (usize, u64)>::new();
+    for t in &meta.tensors {
+        let e = by_dtype.entry(t.dtype.name()).or_default();
+        e.0 += 1;
+        e.1 += t.len;
+    }
+    let sha = m.sha256();
+    if json {
+        let heads = |h: &Option<turnscore::format::HeadMeta>| {
+            h.as_ref().map(|h| serde_json::to_value(&h.labels).unwrap_or_default())
+        };
+        let v = serde_json::json!({
+            "path": where_,
+            "format_version": turnscore::format::FORMAT_VERSION,
+            "file_bytes": m.bytes().len(),
+            "file_sha256": sha,
+            "model_id": meta.model_id,
+            "quantization": meta.quantization,
+            "architecture": a,
+            "tokenizer_sha256": meta.tokenizer.sha256,
+            "topics": heads(&meta.topics),
+            "sensitive": heads(&meta.sensitive),
+            "tensors": meta.tensors.len(),
+            "tensor_bytes_by_dtype": by_dtype.iter().map(|(k, v)| (k.to_string(), v.1)).collect::<std::collections::BTreeMap<_, _>>(),
+            "provenance": meta.provenance,
+        });
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(());
+    }
+    let mut o = std::io::stdout().lock();
+    writeln!(o, "model        {}", meta.model_id)?;
+    writeln!(o, "file         {where_}")?;
+    writeln!(
+        o,
+        "format       turnscore-model v{} ({} bytes, checksums verified)",
+        turnscore::format::FORMAT_VERSION,
+        m.bytes().len()
+    )?;
+    writeln!(o, "sha256       {sha}")?;
+    writeln!(o, "quantization {}", meta.quantization)?;
+    for (k, (n, b)) in &by_dtype {
+        writeln!(o, "  {k:<10} {n} tensors, {b} bytes")?;
+    }
+    writeln!(
+        o,
+        "architecture {} | hidden {} | layers {} | heads {} | ffn {} | vocab {} | positions {}",
+        a.model_type,
+        a.hidden_size,
+        a.num_layers,
+        a.num_heads,
+        a.intermediate_size,
+        a.vocab_size,
+        a.max_position_embeddings
+    )?;
+    writeln!(
+        o,
+        "pooling      {:?}{} | max_seq_len {}",
+        a.pooling,
+        if a.normalize { " + L2 normalise" } else { "" },
+        a.max_seq_len
+    )?;
+    writeln!(o, "tokenizer    sha256 {}", meta.tokenizer.sha256)?;
+    for (name, head) in [("topics", &meta.topics), ("sensitive", &meta.sensitive)] {
+        match head {
+            None => writeln!(o, "{name:<12} (no head)")?,
+            Some(h) => {
+                writeln!(o, "{name:<12} {} labels (label  threshold)", h.labels.len())?;
+                for l in &h.labels {
+                    let note = if l.trained { "" } else { "  untrained: never fires" };
+                    writeln!(o, "  {:<24} {:.4}{note}", l.name, l.threshold)?;
+                }
+            }
+        }
+    }
+    let p = &meta.provenance;
+    writeln!(o, "source       {} (converted by {})", p.source, p.converter)?;
+    for (f, h) in &p.source_sha256 {
+        writeln!(o, "  {f:<18} sha256 {h}")?;
+    }
+    for n in &p.notes {
+        writeln!(o, "note         {n}")?;
+    }
+    Ok(())
+}
+
+#[allow(clippy::too_many_arguments)]
+fn convert(
+    dir: PathBuf,
+    out: PathBuf,
+    quant: &str,
+    heads: Option<PathBuf>,
+    checkpoint_head: &str,
+    pooling: Option<String>,
+    normalize: Option<bool>,
+    model_id: Option<String>,
+) -> Result<()> {
+    use turnscore::convert::{ConvertOptions, HeadKind, Quant};
+    use turnscore::format::Pooling;
+    let opts = ConvertOptions {
+        quant: match quant {
+            "f16" => Quant::F16,
+            "f16-emb8" => Quant::F16Emb8,
+            _ => Quant::F32,
+        },
+        heads,
+        checkpoint_head: if checkpoint_head == "sensitive" {
+            HeadKind::Sensitive
+        } else {
+            HeadKind::Topics
+        },
+        pooling: pooling.map(|p| match p.as_str() {
+            "cls" => Pooling::Cls,
+            "cls-pooler" => Pooling::ClsPooler,
+            _ => Pooling::Mean,
+        }),
+        normalize,
+        model_id,
+    };
+    turnscore::convert::convert(&dir, &out, &opts)
+        .with_context(|| format!("cannot convert {}", dir.display()))?;
+    let m = ModelFile::open(&out)?;
+    eprintln!(
+        "turnscore: wrote {} ({} bytes, {}, sha256 {})",
+        out.display(),
+        m.bytes().len(),
+        m.meta().quantization,
+        m.sha256()
+    );
+    Ok(())
+}

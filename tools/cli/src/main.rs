@@ -1,0 +1,194 @@
+//! `turnscore`: score chat turns for interests and sensitive categories.
+//!
+//! Exit codes: 0 the job finished (rows may have been rejected: see the summary and the
+//! `reason` column); 1 the job failed (bad model, unreadable input, write error); 2 usage error.
+#![forbid(unsafe_code)]
+
+mod cmd;
+mod sink;
+mod train;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+const AFTER_HELP: &str = "\
+Examples:
+  turnscore score examples/turns.jsonl                 score with the bundled model, JSONL to stdout
+  turnscore score turns.jsonl -o scores.parquet        write Parquet (format from the extension)
+  turnscore embed turns.jsonl -o vectors.jsonl         pooled vectors, one per turn
+  turnscore inspect                                    describe the bundled model
+  turnscore convert ./my-bert -o my-bert.tsm           convert a Hugging Face checkpoint
+
+Input rows are JSON objects, one per line, with \"id\" and \"text\" (required) and optionally
+\"user_id\" and \"conversation_id\". Message text is never logged or written to any output.
+
+Exit codes: 0 job finished (rejected rows are reported, not fatal), 1 job failed, 2 usage error.";
+
+/// Score chat turns: interests for ad targeting, and sensitive categories that must never be used
+/// for ads.
+#[derive(Parser, Debug)]
+#[command(name = "turnscore", version, about, after_help = AFTER_HELP)]
+struct Cli {
+    #[command(subcommand)]
+    cmd: Command,
+}
+
+/// Flags shared by the commands that run the model.
+#[derive(Args, Debug, Clone)]
+struct Common {
+    /// Model file to use. Default: $TURNSCORE_MODEL if set, else the model bundled in this
+    /// binary (all-MiniLM-L6-v2 with turnscore's heads).
+    #[arg(long, value_name = "PATH", global = true)]
+    model: Option<PathBuf>,
+    /// Worker threads for tokenization and inference (0 = one per core).
+    #[arg(long, value_name = "N", default_value_t = 0, global = true)]
+    threads: usize,
+    /// Token budget of one encoder batch; turns are grouped by length under it.
+    #[arg(long, value_name = "N", default_value_t = 2048, global = true)]
+    batch_tokens: usize,
+}
+
+#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
+enum Format {
+    /// One JSON object per line.
+    Jsonl,
+    /// Apache Parquet (zstd).
+    Parquet,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Score JSONL turns: topic and sensitive scores, interests, ad eligibility, reason.
+    ///
+    /// Writes exactly one output row per input row, in input order. A row that cannot be scored
+    /// (bad JSON, missing id or text, invalid UTF-8, empty text, wrong field type) is kept with
+    /// `reason = rejected:<why>` and no scores. A turn with a sensitive label at or above its
+    /// threshold gets `ad_eligible = false`, `reason = sensitive:<label>`, null topics and no
+    /// interests. Blank lines are skipped and counted.
+    #[command(after_help = "Example:\n  turnscore score examples/turns.jsonl -o - | head -3")]
+    Score {
+        /// JSONL file of turns, or - for standard input.
+        input: PathBuf,
+        /// Output file, or - for standard output.
+        #[arg(short, long, value_name = "PATH", default_value = "-")]
+        output: PathBuf,
+        /// Output format. Default: from the output file's extension (.parquet, .jsonl), JSONL
+        /// for standard output.
+        #[arg(long)]
+        format: Option<Format>,
+        /// Suppress the summary line on standard error.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Write the pooled vector the heads see, as JSONL {"id": ..., "embedding": [...]}.
+    ///
+    /// Rejected rows get "embedding": null and a "reason".
+    Embed {
+        /// JSONL file of turns, or - for standard input.
+        input: PathBuf,
+        /// Output file, or - for standard output.
+        #[arg(short, long, value_name = "PATH", default_value = "-")]
+        output: PathBuf,
+        /// Suppress the summary line on standard error.
+        #[arg(short, long)]
+        quiet: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Describe a model file: architecture, labels, thresholds, quantization, hashes, format.
+    ///
+    /// Validates the whole file (checksums included) first; a damaged file is reported, not
+    /// described.
+    Inspect {
+        /// Model file. Default: $TURNSCORE_MODEL, else the bundled model.
+        model: Option<PathBuf>,
+        /// Print JSON instead of a listing.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Convert a Hugging Face BERT-family checkpoint directory into a turnscore model file.
+    ///
+    /// Reads config.json, model.safetensors and tokenizer.json (and the sentence-transformers
+    /// pooling files when present). A BertForSequenceClassification head becomes the topic head
+    /// (or the sensitive head with --checkpoint-head sensitive), labels from id2label; heads
+    /// trained with `turnscore train-heads` are attached with --heads.
+    #[command(
+        after_help = "Example:\n  turnscore convert ~/ckpt/all-MiniLM-L6-v2 --quant f16-emb8 --heads heads.json -o model.tsm"
+    )]
+    Convert {
+        /// Checkpoint directory.
+        hf_dir: PathBuf,
+        /// Model file to write (written atomically).
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Weight storage: f32 (exact), f16, or f16-emb8 (f16 with i8 word embeddings).
+        #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "f16-emb8"])]
+        quant: String,
+        /// Heads file written by `turnscore train-heads`.
+        #[arg(long, value_name = "FILE")]
+        heads: Option<PathBuf>,
+        /// Which head the checkpoint's own classifier becomes.
+        #[arg(long, default_value = "topics", value_parser = ["topics", "sensitive"])]
+        checkpoint_head: String,
+        /// Pooling override (default: the sentence-transformers config, else cls-pooler for a
+        /// classification checkpoint, else mean).
+        #[arg(long, value_parser = ["mean", "cls", "cls-pooler"])]
+        pooling: Option<String>,
+        /// L2-normalise the pooled vector (default: as the sentence-transformers config says).
+        #[arg(long)]
+        normalize: Option<bool>,
+        /// Model id stored in the file (default: the directory name).
+        #[arg(long)]
+        model_id: Option<String>,
+    },
+    /// Train the topic and sensitive heads on labeled JSONL data over a model's encoder.
+    ///
+    /// Reads <DATA>/*/train.jsonl and <DATA>/*/dev.jsonl (rows with "text", "topics",
+    /// "sensitive", "source"; a null head is masked). Trains one logistic-regression head per
+    /// vocabulary, picks per-label thresholds on the dev split, prints dev metrics, and writes a
+    /// heads file for `turnscore convert --heads`.
+    TrainHeads {
+        /// Data directory (one folder per dataset).
+        #[arg(long, value_name = "DIR")]
+        data: PathBuf,
+        /// Heads file to write.
+        #[arg(short, long, value_name = "FILE")]
+        output: PathBuf,
+        /// Directory to cache embeddings in (keyed by model hash), to rerun training quickly.
+        #[arg(long, value_name = "DIR")]
+        cache: Option<PathBuf>,
+        /// Random seed (shuffling of nothing yet; recorded for reproducibility).
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// Training epochs (full-batch Adam).
+        #[arg(long, default_value_t = 300)]
+        epochs: usize,
+        #[command(flatten)]
+        common: Common,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match cmd::run(cli.cmd) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("turnscore: error: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.to_string().contains("Broken pipe")
+    })
+}

@@ -1,0 +1,274 @@
+//! The `turnscore` binary as a user runs it: exit codes, outputs, bad input, and that message
+//! text never reaches any output or error message.
+#![forbid(unsafe_code)]
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn turnscore(args: &[&str], stdin: Option<&[u8]>) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_turnscore"));
+    c.args(args).current_dir(std::env::temp_dir()).env_remove("TURNSCORE_MODEL");
+    c.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
+    c.stdout(Stdio::piped()).stderr(Stdio::piped());
+    let mut child = c.spawn().unwrap();
+    if let Some(input) = stdin {
+        child.stdin.take().unwrap().write_all(input).unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+fn lines(o: &Output) -> Vec<serde_json::Value> {
+    String::from_utf8(o.stdout.clone())
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+fn examples() -> String {
+    root().join("examples/turns.jsonl").to_string_lossy().into_owned()
+}
+
+#[test]
+fn score_examples_with_the_bundled_model_from_any_directory() {
+    let o = turnscore(&["score", &examples()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = lines(&o);
+    let n_in =
+        std::fs::read_to_string(root().join("examples/turns.jsonl")).unwrap().lines().count();
+    assert_eq!(rows.len(), n_in, "one output row per input row");
+    let ids: Vec<&str> = rows.iter().map(|r| r["id"].as_str().unwrap()).collect();
+    let want: Vec<String> = (1..=n_in).map(|i| format!("t{i:02}")).collect();
+    assert_eq!(ids, want, "input order kept");
+    let by_id = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap();
+    // The hiking question shows an outdoors or travel interest and may be used for ads.
+    let hike = by_id("t01");
+    let ints: Vec<&str> =
+        hike["interests"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert!(ints.contains(&"outdoors_hiking") || ints.contains(&"travel"), "{hike}");
+    assert_eq!(hike["ad_eligible"], true);
+    // The diagnosis question is health, suppressed, and its topics are withheld.
+    let diag = by_id("t02");
+    assert!(diag["sensitive_hits"].as_array().unwrap().iter().any(|v| v == "health"), "{diag}");
+    assert_eq!(diag["ad_eligible"], false);
+    assert_eq!(diag["reason"], "sensitive:health");
+    assert!(diag.get("topics").is_some_and(|t| t.is_null()), "topics is an explicit null: {diag}");
+    assert!(diag["interests"].as_array().unwrap().is_empty());
+    assert!(diag["sensitive"]["health"].as_f64().unwrap() > 0.5);
+    let summary = String::from_utf8_lossy(&o.stderr);
+    assert!(summary.contains(&format!("{n_in} rows")), "{summary}");
+}
+
+#[test]
+fn bad_rows_are_rejected_with_reasons_and_text_never_leaks() {
+    let canary = "ZEBRA-CANARY-7731";
+    let mut input = Vec::new();
+    input.extend_from_slice(
+        format!("{{\"id\":\"ok1\",\"text\":\"{canary} hiking trails near Boulder\"}}\n").as_bytes(),
+    );
+    input.extend_from_slice(
+        format!("{{\"id\":\"bad\",\"text\":\"{canary} unterminated\n").as_bytes(),
+    );
+    input.extend_from_slice(format!("{{\"text\":\"{canary} no id\"}}\n").as_bytes());
+    input.extend_from_slice(b"{\"id\":\"notext\"}\n");
+    input.extend_from_slice(b"{\"id\":\"empty\",\"text\":\"\"}\n");
+    input.extend_from_slice(format!("{{\"id\":\"utf\",\"text\":\"{canary} caf").as_bytes());
+    input.push(0xff);
+    input.extend_from_slice(b"\"}\n\n");
+    input.extend_from_slice(format!("{{\"id\":\"num\",\"text\":[\"{canary}\"]}}\n").as_bytes());
+    let o = turnscore(&["score", "-"], Some(&input));
+    assert!(o.status.success(), "rejected rows do not fail the job");
+    let rows = lines(&o);
+    let reasons: Vec<&str> = rows.iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(
+        reasons,
+        vec![
+            reasons[0],
+            "rejected:bad_json",
+            "rejected:missing_id",
+            "rejected:missing_text",
+            "rejected:empty_text",
+            "rejected:invalid_utf8",
+            "rejected:type_mismatch:text"
+        ]
+    );
+    assert!(!reasons[0].starts_with("rejected"));
+    assert_eq!(rows[5]["id"], "utf", "the id of a row with invalid UTF-8 is kept for tracing");
+    for out in [&o.stdout, &o.stderr] {
+        assert!(!String::from_utf8_lossy(out).contains(canary), "message text leaked");
+    }
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("7 rows") && err.contains("6 rejected") && err.contains("1 blank"),
+        "{err}"
+    );
+}
+
+#[test]
+fn parquet_output_has_every_row_and_the_schema() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("scores.parquet");
+    let o = turnscore(&["score", &examples(), "-o", out.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(leftovers.len(), 1, "no temporary file left behind");
+    use parquet::file::reader::{FileReader, SerializedFileReader};
+    let r = SerializedFileReader::new(std::fs::File::open(&out).unwrap()).unwrap();
+    let n_in =
+        std::fs::read_to_string(root().join("examples/turns.jsonl")).unwrap().lines().count();
+    assert_eq!(r.metadata().file_metadata().num_rows() as usize, n_in);
+    let cols: Vec<String> = r
+        .metadata()
+        .file_metadata()
+        .schema_descr()
+        .columns()
+        .iter()
+        .map(|c| c.path().string())
+        .collect();
+    for want in [
+        "id",
+        "topics.travel",
+        "sensitive.health",
+        "interests.list.item",
+        "ad_eligible",
+        "reason",
+        "tokens",
+    ] {
+        assert!(cols.iter().any(|c| c == want), "missing column {want}: {cols:?}");
+    }
+}
+
+#[test]
+fn embed_writes_one_vector_per_row() {
+    let input = b"{\"id\":\"a\",\"text\":\"hello there\"}\n{\"id\":\"b\"}\n";
+    let o = turnscore(&["embed", "-", "--threads", "1"], Some(input));
+    assert!(o.status.success());
+    let rows = lines(&o);
+    assert_eq!(rows.len(), 2);
+    let v = rows[0]["embedding"].as_array().unwrap();
+    assert_eq!(v.len(), 384);
+    let norm: f64 = v.iter().map(|x| x.as_f64().unwrap().powi(2)).sum::<f64>().sqrt();
+    assert!((norm - 1.0).abs() < 1e-4, "all-MiniLM-L6-v2 vectors are L2-normalised");
+    assert!(rows[1]["embedding"].is_null() && rows[1]["reason"] == "rejected:missing_text");
+}
+
+#[test]
+fn inspect_lists_and_prints_json() {
+    let o = turnscore(&["inspect"], None);
+    assert!(o.status.success());
+    let s = String::from_utf8_lossy(&o.stdout);
+    for want in ["checksums verified", "hidden 384", "health", "travel", "untrained", "sha256"] {
+        assert!(s.contains(want), "missing {want:?} in:\n{s}");
+    }
+    let o = turnscore(&["inspect", "--json"], None);
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(v["architecture"]["num_layers"], 6);
+    assert_eq!(v["topics"].as_array().unwrap().len(), 28);
+    assert_eq!(v["sensitive"].as_array().unwrap().len(), 9);
+}
+
+#[test]
+fn bad_model_files_fail_cleanly_with_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        ("empty.tsm", vec![]),
+        ("junk.tsm", b"this is not a model".to_vec()),
+        (
+            "truncated.tsm",
+            std::fs::read(root().join("models/all-minilm-l6-v2.tsm")).unwrap()[..100_000].to_vec(),
+        ),
+    ];
+    for (name, bytes) in cases {
+        let p = dir.path().join(name);
+        std::fs::write(&p, bytes).unwrap();
+        let o = turnscore(&["score", &examples(), "--model", p.to_str().unwrap()], None);
+        assert_eq!(o.status.code(), Some(1), "{name}");
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(
+            err.contains(name) && err.contains("invalid model file") && !err.contains("panicked"),
+            "{err}"
+        );
+    }
+    let o = turnscore(&["score", &examples(), "--model", "/nonexistent/model.tsm"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/model.tsm"));
+}
+
+#[test]
+fn missing_input_and_usage_errors_have_their_exit_codes() {
+    let o = turnscore(&["score", "/nonexistent/turns.jsonl"], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("/nonexistent/turns.jsonl"));
+    let o = turnscore(&["score"], None);
+    assert_eq!(o.status.code(), Some(2));
+    let o = turnscore(&["--help"], None);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("Exit codes"));
+}
+
+#[test]
+fn convert_names_unsupported_architectures_and_missing_tensors() {
+    let dir = tempfile::tempdir().unwrap();
+    let tiny = root().join("tests/data/tiny-bert");
+    // A DistilBERT-style config.
+    let d = dir.path().join("gpt");
+    std::fs::create_dir(&d).unwrap();
+    for f in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(tiny.join(f), d.join(f)).unwrap();
+    }
+    std::fs::write(d.join("config.json"), r#"{"model_type":"gpt2"}"#).unwrap();
+    let out = dir.path().join("x.tsm");
+    let o = turnscore(&["convert", d.to_str().unwrap(), "-o", out.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("unsupported architecture \"gpt2\""));
+    // Claim three layers where the checkpoint has two.
+    let mut cfg: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(tiny.join("config.json")).unwrap()).unwrap();
+    cfg["num_hidden_layers"] = 3.into();
+    std::fs::write(d.join("config.json"), cfg.to_string()).unwrap();
+    let o = turnscore(&["convert", d.to_str().unwrap(), "-o", out.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains("encoder.layer.2.attention.self.query.weight") && err.contains("missing"),
+        "{err}"
+    );
+    assert!(!out.exists(), "a failed conversion writes nothing");
+    // And the good one converts and scores.
+    let o = turnscore(&["convert", tiny.to_str().unwrap(), "-o", out.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let o = turnscore(
+        &["embed", "-", "--model", out.to_str().unwrap()],
+        Some(b"{\"id\":\"1\",\"text\":\"hi\"}\n"),
+    );
+    assert!(o.status.success());
+    assert_eq!(lines(&o)[0]["embedding"].as_array().unwrap().len(), 32);
+}
+
+#[test]
+fn broken_pipe_is_not_an_error() {
+    let mut big = Vec::new();
+    for i in 0..3000 {
+        big.extend_from_slice(
+            format!("{{\"id\":\"{i}\",\"text\":\"short turn {i}\"}}\n").as_bytes(),
+        );
+    }
+    let mut child = Command::new(env!("CARGO_BIN_EXE_turnscore"))
+        .args(["score", "-", "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::spawn(move || {
+        let _ = stdin.write_all(&big);
+    });
+    drop(child.stdout.take()); // the reader goes away, like `| head -0`
+    let o = child.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+}
