@@ -9,8 +9,13 @@ use turnscore::input::{parse_line, JsonlReader};
 use turnscore::{Engine, EngineOptions};
 
 fn engine(threads: usize, batch_tokens: usize) -> Engine {
-    Engine::open(bundled_path(), EngineOptions { threads, batch_tokens }).unwrap()
+    Engine::open(bundled_path(), EngineOptions { threads, batch_tokens, ..Default::default() })
+        .unwrap()
 }
+
+/// The policy fields of a turn that the default policy admits.
+const ADMIT: &str =
+    r#""role":"user","region":"US","consent_ads":true,"is_minor":false,"account_linked":true"#;
 
 #[test]
 fn engine_is_send_and_sync() {
@@ -22,12 +27,12 @@ fn engine_is_send_and_sync() {
 fn one_output_row_per_input_row_in_order_with_reasons() {
     let e = engine(2, 2048);
     let mut lines: Vec<Vec<u8>> = vec![
-        br#"{"id":"a","text":"best hiking boots for wide feet?"}"#.to_vec(),
+        format!(r#"{{"id":"a","text":"best hiking boots for wide feet?",{ADMIT}}}"#).into_bytes(),
         br#"{"id":"b","text":""}"#.to_vec(),
         br#"not json"#.to_vec(),
         br#"{"text":"no id here"}"#.to_vec(),
         br#"{"id":"e"}"#.to_vec(),
-        br#"{"id":"f","text":"how do I compute a mortgage payment","user_id":"u1","conversation_id":"c1"}"#.to_vec(),
+        format!(r#"{{"id":"f","text":"how do I compute a mortgage payment","user_id":"u1","conversation_id":"c1",{ADMIT}}}"#).into_bytes(),
     ];
     let mut bad = br#"{"id":"g","text":"caf"#.to_vec();
     bad.push(0xe9);
@@ -105,4 +110,57 @@ fn jsonl_reader_streams_in_chunks() {
     let sizes: Vec<usize> =
         std::iter::from_fn(|| Some(r.next_chunk(4).unwrap().len()).filter(|&n| n > 0)).collect();
     assert_eq!(sizes, vec![4, 4, 2]);
+}
+
+#[test]
+fn suppressed_turns_are_never_scored_and_proxies_never_emitted() {
+    use turnscore::policy::Policy;
+    let mut policy = Policy::default();
+    policy.topic_proxies.insert("travel".into(), vec!["religion".into()]);
+    let e =
+        Engine::open(bundled_path(), EngineOptions { threads: 1, policy, ..Default::default() })
+            .unwrap();
+    let text = "cheap flights from Chicago to Lisbon and a hotel near the old town";
+    let lines = [
+        format!(r#"{{"id":"ok","text":"{text}",{ADMIT}}}"#),
+        format!(r#"{{"id":"eu","text":"{text}",{}}}"#, ADMIT.replace("US", "FR")),
+        format!(
+            r#"{{"id":"kid","text":"{text}",{}}}"#,
+            ADMIT.replace(r#""is_minor":false"#, r#""is_minor":true"#)
+        ),
+        format!(
+            r#"{{"id":"bot","text":"{text}",{}}}"#,
+            ADMIT.replace(r#""role":"user""#, r#""role":"assistant""#)
+        ),
+    ];
+    let rows: Vec<_> =
+        lines.iter().enumerate().map(|(i, l)| parse_line(l.as_bytes(), i as u64 + 1)).collect();
+    let b = e.score_rows(&rows).unwrap();
+    let reason = b.column_by_name("reason").unwrap().as_dictionary::<Int32Type>();
+    let vals = reason.values().as_string::<i32>();
+    let reasons: Vec<&str> =
+        reason.keys().iter().map(|k| vals.value(k.unwrap() as usize)).collect();
+    assert_eq!(reasons, ["ok", "region:FR", "minor", "role"]);
+    let tokens = b.column_by_name("tokens").unwrap().as_primitive::<UInt32Type>();
+    assert!(
+        tokens.is_valid(0) && (1..4).all(|i| tokens.is_null(i)),
+        "suppressed turns are not tokenized"
+    );
+    let topics = b.column_by_name("topics").unwrap().as_struct();
+    assert!(topics.is_valid(0) && (1..4).all(|i| topics.is_null(i)));
+    let travel = topics.column_by_name("travel").unwrap();
+    assert_eq!(travel.null_count(), 4, "a proxy topic's score is withheld in every row");
+    assert!(topics.column_by_name("food_drink").unwrap().is_valid(0));
+    let ints = b.column_by_name("interests").unwrap().as_list::<i32>();
+    let first = ints.value(0);
+    let first = first.as_string::<i32>();
+    assert!(
+        (0..first.len()).all(|i| first.value(i) != "travel"),
+        "a proxy topic is never an interest"
+    );
+    let mut bad = Policy::default();
+    bad.topic_proxies.insert("astrology".into(), vec!["religion".into()]);
+    let err = Engine::open(bundled_path(), EngineOptions { policy: bad, ..Default::default() })
+        .unwrap_err();
+    assert!(err.to_string().contains("astrology"), "{err}");
 }

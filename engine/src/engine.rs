@@ -4,7 +4,8 @@ use crate::error::{Error, Result};
 use crate::format::{LabelMeta, ModelFile};
 use crate::input::Row;
 use crate::model::{encode, head_scores, Scratch, Weights};
-use crate::output::{build_batch, TurnScores};
+use crate::output::{build_batch, Outcome, TurnScores};
+use crate::policy::Policy;
 use arrow_array::RecordBatch;
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -17,11 +18,13 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Token budget of one encoder batch (turns are grouped by length under this budget).
     pub batch_tokens: usize,
+    /// The policy gate (default: [`Policy::default`], the strict built-in policy).
+    pub policy: Policy,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { threads: 0, batch_tokens: 2048 }
+        EngineOptions { threads: 0, batch_tokens: 2048, policy: Policy::default() }
     }
 }
 
@@ -103,6 +106,18 @@ impl Engine {
             }))
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         tokenizer.with_padding(None);
+        if opts.batch_tokens == 0 {
+            return Err(Error::Invalid("batch_tokens must be at least 1".into()));
+        }
+        {
+            let names = |h: &Option<crate::format::HeadMeta>| -> Vec<String> {
+                h.as_ref().map_or(Vec::new(), |h| h.labels.iter().map(|l| l.name.clone()).collect())
+            };
+            let (t, s) = (names(&model.meta().topics), names(&model.meta().sensitive));
+            let t: Vec<&str> = t.iter().map(String::as_str).collect();
+            let s: Vec<&str> = s.iter().map(String::as_str).collect();
+            opts.policy.check_labels(&t, &s)?;
+        }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
             .thread_name(|i| format!("turnscore-{i}"))
@@ -114,6 +129,11 @@ impl Engine {
     /// The model file.
     pub fn model(&self) -> &ModelFile {
         &self.model
+    }
+
+    /// The policy this engine applies.
+    pub fn policy(&self) -> &Policy {
+        &self.opts.policy
     }
 
     /// Worker threads in use.
@@ -242,16 +262,36 @@ impl Engine {
     }
 
     /// Scores input rows into the output batch: one output row per input row, in order.
-    /// Rejected rows pass through with their reason and no scores.
+    ///
+    /// The policy admits or suppresses each turn first; suppressed turns are never tokenized.
+    /// Rejected rows pass through with their reason. Admitted turns are scored and gated.
     ///
     /// # Errors
     /// As [`Engine::score_texts`], and [`Error::Arrow`] if the batch cannot be built.
     pub fn score_rows(&self, rows: &[Row]) -> Result<RecordBatch> {
-        let texts: Vec<&str> =
-            rows.iter().filter_map(|r| r.turn.as_ref().ok().map(|t| t.text.as_str())).collect();
+        let policy = &self.opts.policy;
+        let admit: Vec<Option<crate::policy::Suppression>> =
+            rows.iter().map(|r| r.turn.as_ref().ok().and_then(|t| policy.admit(t))).collect();
+        let texts: Vec<&str> = rows
+            .iter()
+            .zip(&admit)
+            .filter_map(|(r, a)| match (&r.turn, a) {
+                (Ok(t), None) => Some(t.text.as_str()),
+                _ => None,
+            })
+            .collect();
         let mut scored = self.score_texts(&texts)?.into_iter();
-        let scores: Vec<Option<TurnScores>> =
-            rows.iter().map(|r| if r.turn.is_ok() { scored.next() } else { None }).collect();
-        build_batch(self.topic_labels(), self.sensitive_labels(), rows, &scores)
+        let outcomes: Vec<Outcome> = rows
+            .iter()
+            .zip(admit)
+            .map(|(r, a)| match (&r.turn, a) {
+                (Err(_), _) => Outcome::Rejected,
+                (Ok(_), Some(s)) => Outcome::Suppressed(s),
+                (Ok(_), None) => {
+                    Outcome::Scored(scored.next().expect("one score per admitted turn"))
+                }
+            })
+            .collect();
+        build_batch(self.topic_labels(), self.sensitive_labels(), policy, rows, &outcomes)
     }
 }

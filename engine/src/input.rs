@@ -7,8 +7,18 @@
 use serde_json::Value;
 use std::io::BufRead;
 
+/// Who wrote a turn.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// The person.
+    User,
+    /// The AI assistant.
+    Assistant,
+}
+
 /// One chat turn to score.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Turn {
     /// The row's id (required).
     pub id: String,
@@ -18,6 +28,20 @@ pub struct Turn {
     pub user_id: Option<String>,
     /// Carried through to the output when given.
     pub conversation_id: Option<String>,
+    /// Position of the turn in its conversation.
+    pub turn: Option<i64>,
+    /// Who wrote it.
+    pub role: Option<Role>,
+    /// ISO 3166-1 alpha-2 region of the subject, upper-case.
+    pub region: Option<String>,
+    /// Whether the subject consented to ad use.
+    pub consent_ads: Option<bool>,
+    /// Whether the subject is a minor.
+    pub is_minor: Option<bool>,
+    /// Whether the conversation is linked to an ad account.
+    pub account_linked: Option<bool>,
+    /// Timestamp, as given.
+    pub ts: Option<String>,
 }
 
 /// Why an input row was not scored. Its [`RejectReason::code`] goes into the output's `reason`
@@ -39,6 +63,9 @@ pub enum RejectReason {
     EmptyText,
     /// A field has the wrong JSON type (the field's name).
     TypeMismatch(&'static str),
+    /// A field has a value outside its domain (the field's name), e.g. a region that is not a
+    /// two-letter code or a role other than `user` / `assistant`.
+    BadValue(&'static str),
 }
 
 impl RejectReason {
@@ -52,6 +79,7 @@ impl RejectReason {
             RejectReason::InvalidUtf8 => "invalid_utf8".into(),
             RejectReason::EmptyText => "empty_text".into(),
             RejectReason::TypeMismatch(f) => format!("type_mismatch:{f}"),
+            RejectReason::BadValue(f) => format!("bad_value:{f}"),
         }
     }
 }
@@ -102,6 +130,46 @@ fn opt_string(v: &Value, field: &'static str) -> Result<Option<String>, RejectRe
     }
 }
 
+fn opt_bool(v: &Value, field: &'static str) -> Result<Option<bool>, RejectReason> {
+    match v.get(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::Bool(b)) => Ok(Some(*b)),
+        Some(_) => Err(RejectReason::TypeMismatch(field)),
+    }
+}
+
+/// Reads the optional fields of a turn.
+fn optional_fields(v: &Value, t: &mut Turn) -> Result<(), RejectReason> {
+    t.user_id = opt_string(v, "user_id")?;
+    t.conversation_id = opt_string(v, "conversation_id")?;
+    t.turn = match v.get("turn") {
+        None | Some(Value::Null) => None,
+        Some(Value::Number(n)) => Some(n.as_i64().ok_or(RejectReason::TypeMismatch("turn"))?),
+        Some(_) => return Err(RejectReason::TypeMismatch("turn")),
+    };
+    t.role = match v.get("role") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => match s.as_str() {
+            "user" => Some(Role::User),
+            "assistant" => Some(Role::Assistant),
+            _ => return Err(RejectReason::BadValue("role")),
+        },
+        Some(_) => return Err(RejectReason::TypeMismatch("role")),
+    };
+    t.region = match opt_string(v, "region")? {
+        None => None,
+        Some(r) if r.len() == 2 && r.bytes().all(|b| b.is_ascii_alphabetic()) => {
+            Some(r.to_ascii_uppercase())
+        }
+        Some(_) => return Err(RejectReason::BadValue("region")),
+    };
+    t.consent_ads = opt_bool(v, "consent_ads")?;
+    t.is_minor = opt_bool(v, "is_minor")?;
+    t.account_linked = opt_bool(v, "account_linked")?;
+    t.ts = opt_string(v, "ts")?;
+    Ok(())
+}
+
 /// Parses one JSONL line (without its line terminator) into a row.
 pub fn parse_line(bytes: &[u8], line: u64) -> Row {
     let reject = |id, reason| Row { line, turn: Err(Rejection { id, reason }) };
@@ -131,15 +199,11 @@ pub fn parse_line(bytes: &[u8], line: u64) -> Row {
     if text.trim().is_empty() {
         return reject(Some(id), RejectReason::EmptyText);
     }
-    let user_id = match opt_string(&v, "user_id") {
-        Ok(u) => u,
-        Err(r) => return reject(Some(id), r),
-    };
-    let conversation_id = match opt_string(&v, "conversation_id") {
-        Ok(c) => c,
-        Err(r) => return reject(Some(id), r),
-    };
-    Row { line, turn: Ok(Turn { id, text, user_id, conversation_id }) }
+    let mut turn = Turn { id, text, ..Default::default() };
+    if let Err(r) = optional_fields(&v, &mut turn) {
+        return reject(Some(turn.id), r);
+    }
+    Row { line, turn: Ok(turn) }
 }
 
 /// Streams rows from JSON lines. Blank lines are skipped (and counted); `\r\n` endings are
@@ -220,6 +284,22 @@ mod tests {
         assert_eq!(reason(br#"{"id":"x","text":"  "}"#), Some(RejectReason::EmptyText));
         assert_eq!(reason(br#"{"id":"x","text":5}"#), Some(RejectReason::TypeMismatch("text")));
         assert_eq!(reason(br#"{"id":[1],"text":"a"}"#), Some(RejectReason::TypeMismatch("id")));
+        assert_eq!(
+            reason(br#"{"id":"x","text":"a","consent_ads":"yes"}"#),
+            Some(RejectReason::TypeMismatch("consent_ads"))
+        );
+        assert_eq!(
+            reason(br#"{"id":"x","text":"a","region":"Germany"}"#),
+            Some(RejectReason::BadValue("region"))
+        );
+        assert_eq!(
+            reason(br#"{"id":"x","text":"a","role":"system"}"#),
+            Some(RejectReason::BadValue("role"))
+        );
+        assert_eq!(
+            reason(br#"{"id":"x","text":"a","turn":1.5}"#),
+            Some(RejectReason::TypeMismatch("turn"))
+        );
         let mut bad = br#"{"id":"u1","text":"caf"#.to_vec();
         bad.extend_from_slice(&[0xff, 0xfe]);
         bad.extend_from_slice(br#""}"#);

@@ -32,6 +32,7 @@ pub mod input;
 pub mod linalg;
 mod model;
 pub mod output;
+pub mod policy;
 
 pub use engine::{Embeddings, Engine, EngineOptions};
 pub use error::{Error, Result};

@@ -1,13 +1,14 @@
 //! The output: one Arrow `RecordBatch` row per input row, in input order.
 //!
 //! The schema is defined once, in [`schema`]; see DESIGN.md for the meaning of each column.
-//! In this version `ad_eligible` applies the sensitive veto only (the full policy gate is a
-//! later step): a scored turn is ad-eligible unless a trained sensitive label reaches its
-//! threshold, in which case `reason` is `sensitive:<label>` for the highest-scoring such label,
-//! `topics` is null and `interests` is empty.
+//! Each row is scored, suppressed by the policy before inference, or rejected ([`Outcome`]).
+//! A scored turn is ad-eligible unless a trained sensitive label reaches its threshold, in which
+//! case `reason` is `sensitive:<label>` for the highest-scoring such label, `topics` is null and
+//! `interests` is empty (see [`crate::policy`] for the whole gate).
 
 use crate::format::LabelMeta;
 use crate::input::Row;
+use crate::policy::{Policy, Suppression};
 use arrow_array::builder::{
     BooleanBuilder, ListBuilder, StringBuilder, StringDictionaryBuilder, UInt32Builder,
 };
@@ -28,6 +29,17 @@ pub struct TurnScores {
     pub tokens: u32,
     /// Windows used (1 until long-turn windows exist).
     pub windows: u32,
+}
+
+/// What became of one input row.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Outcome {
+    /// Scored by the model (and then gated).
+    Scored(TurnScores),
+    /// Not processed: the policy does not admit it. Never tokenized.
+    Suppressed(Suppression),
+    /// The row itself is bad (the reason is in the row).
+    Rejected,
 }
 
 fn struct_fields(labels: &[LabelMeta]) -> Fields {
@@ -70,11 +82,14 @@ pub fn hits<'a>(labels: &'a [LabelMeta], scores: &[f32]) -> Vec<&'a str> {
 pub fn decide<'a>(
     topics: &'a [LabelMeta],
     sensitive: &'a [LabelMeta],
+    policy: &Policy,
     s: &TurnScores,
 ) -> (bool, String, Vec<&'a str>, Vec<&'a str>) {
     let shits = hits(sensitive, &s.sensitive);
     if shits.is_empty() {
-        (true, "ok".into(), shits, hits(topics, &s.topics))
+        let mut ints = hits(topics, &s.topics);
+        ints.retain(|l| !policy.is_proxy(l));
+        (true, "ok".into(), shits, ints)
     } else {
         // The highest-scoring sensitive hit names the reason.
         let top = sensitive
@@ -88,11 +103,21 @@ pub fn decide<'a>(
     }
 }
 
-fn score_struct(labels: &[LabelMeta], cols: Vec<Vec<f32>>, valid: &[bool]) -> ArrayRef {
+/// A struct column of scores; `hidden[l]` nulls label `l` in every row (proxy topics).
+fn score_struct(
+    labels: &[LabelMeta],
+    cols: Vec<Vec<f32>>,
+    valid: &[bool],
+    hidden: &[bool],
+) -> ArrayRef {
     let nulls = NullBuffer::from(valid.to_vec());
     let arrays: Vec<ArrayRef> = cols
         .into_iter()
-        .map(|c| Arc::new(Float32Array::new(c.into(), Some(nulls.clone()))) as ArrayRef)
+        .zip(hidden)
+        .map(|(c, &h)| {
+            let n = if h { NullBuffer::new_null(c.len()) } else { nulls.clone() };
+            Arc::new(Float32Array::new(c.into(), Some(n))) as ArrayRef
+        })
         .collect();
     if labels.is_empty() {
         return Arc::new(StructArray::new_empty_fields(valid.len(), Some(nulls)));
@@ -100,16 +125,17 @@ fn score_struct(labels: &[LabelMeta], cols: Vec<Vec<f32>>, valid: &[bool]) -> Ar
     Arc::new(StructArray::new(struct_fields(labels), arrays, Some(nulls)))
 }
 
-/// Builds the output batch for `rows`; `scores[i]` is `Some` exactly when `rows[i]` is a turn.
+/// Builds the output batch for `rows`: `outcomes[i]` says what became of `rows[i]`.
 ///
 /// # Errors
 /// [`crate::Error::Arrow`] if Arrow rejects the arrays (a bug), or [`crate::Error::Invalid`] if
-/// `scores` does not match `rows`.
+/// `outcomes` does not match `rows`.
 pub fn build_batch(
     topics: &[LabelMeta],
     sensitive: &[LabelMeta],
+    policy: &Policy,
     rows: &[Row],
-    scores: &[Option<TurnScores>],
+    scores: &[Outcome],
 ) -> crate::Result<RecordBatch> {
     if rows.len() != scores.len() {
         return Err(crate::Error::Invalid("rows and scores differ in length".into()));
@@ -127,17 +153,18 @@ pub fn build_batch(
     let mut tcols = vec![vec![0f32; n]; topics.len()];
     let mut scols = vec![vec![0f32; n]; sensitive.len()];
     let mut tvalid = vec![false; n];
+    let proxy: Vec<bool> = topics.iter().map(|l| policy.is_proxy(&l.name)).collect();
     let mut svalid = vec![false; n];
     for (i, (row, sc)) in rows.iter().zip(scores).enumerate() {
         id.append_option(row.id());
         match (&row.turn, sc) {
-            (Ok(turn), Some(s)) => {
+            (Ok(turn), Outcome::Scored(s)) => {
                 if s.topics.len() != topics.len() || s.sensitive.len() != sensitive.len() {
                     return Err(crate::Error::Invalid("score width does not match labels".into()));
                 }
                 user.append_option(turn.user_id.as_deref());
                 conv.append_option(turn.conversation_id.as_deref());
-                let (ok, why, sh, ints) = decide(topics, sensitive, s);
+                let (ok, why, sh, ints) = decide(topics, sensitive, policy, s);
                 for (c, &v) in scols.iter_mut().zip(&s.sensitive) {
                     c[i] = v;
                 }
@@ -157,7 +184,17 @@ pub fn build_batch(
                 tokens.append_value(s.tokens);
                 windows.append_value(s.windows);
             }
-            (Err(rej), None) => {
+            (Ok(turn), Outcome::Suppressed(sup)) => {
+                user.append_option(turn.user_id.as_deref());
+                conv.append_option(turn.conversation_id.as_deref());
+                interests.append(true);
+                shits.append(true);
+                elig.append_value(false);
+                reason.append_value(sup.reason());
+                tokens.append_null();
+                windows.append_null();
+            }
+            (Err(rej), Outcome::Rejected) => {
                 user.append_null();
                 conv.append_null();
                 interests.append(true);
@@ -176,8 +213,8 @@ pub fn build_batch(
         Arc::new(id.finish()),
         Arc::new(user.finish()),
         Arc::new(conv.finish()),
-        score_struct(topics, tcols, &tvalid),
-        score_struct(sensitive, scols, &svalid),
+        score_struct(topics, tcols, &tvalid, &proxy),
+        score_struct(sensitive, scols, &svalid, &vec![false; sensitive.len()]),
         Arc::new(interests.finish()),
         Arc::new(shits.finish()),
         Arc::new(elig.finish()),
@@ -186,4 +223,80 @@ pub fn build_batch(
         Arc::new(windows.finish()),
     ];
     Ok(RecordBatch::try_new(schema(topics, sensitive), columns)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn labels(names: &[(&str, f32, bool)]) -> Vec<LabelMeta> {
+        names
+            .iter()
+            .map(|&(n, t, tr)| LabelMeta { name: n.into(), threshold: t, trained: tr })
+            .collect()
+    }
+
+    /// The post-inference gate as a table: sensitive scores × topic proxies → decision.
+    #[test]
+    fn gate_decision_table() {
+        let topics = labels(&[("travel", 0.5, true), ("fitness", 0.5, true), ("pets", 1.0, false)]);
+        let sensitive =
+            labels(&[("health", 0.4, true), ("religion", 0.6, true), ("dna", 1.0, false)]);
+        let plain = Policy::default();
+        let mut proxied = Policy::default();
+        proxied.topic_proxies.insert("fitness".into(), vec!["health".into()]);
+        let s = |t: [f32; 3], x: [f32; 3]| TurnScores {
+            topics: t.to_vec(),
+            sensitive: x.to_vec(),
+            tokens: 5,
+            windows: 1,
+        };
+        #[allow(clippy::type_complexity)]
+        let table: Vec<(&Policy, TurnScores, bool, &str, Vec<&str>, Vec<&str>)> = vec![
+            // nothing sensitive: interests at or above threshold, untrained labels never fire
+            (
+                &plain,
+                s([0.9, 0.5, 1.0], [0.1, 0.1, 1.0]),
+                true,
+                "ok",
+                vec![],
+                vec!["travel", "fitness"],
+            ),
+            // exactly at a sensitive threshold vetoes; interests are withheld
+            (
+                &plain,
+                s([0.9, 0.9, 0.0], [0.4, 0.0, 0.0]),
+                false,
+                "sensitive:health",
+                vec!["health"],
+                vec![],
+            ),
+            // two hits: the reason names the highest-scoring one
+            (
+                &plain,
+                s([0.9, 0.0, 0.0], [0.5, 0.95, 0.0]),
+                false,
+                "sensitive:religion",
+                vec!["health", "religion"],
+                vec![],
+            ),
+            // just under every threshold: eligible
+            (&plain, s([0.49, 0.49, 0.0], [0.39, 0.59, 0.0]), true, "ok", vec![], vec![]),
+            // a proxy topic is never an interest, the others still are
+            (&proxied, s([0.9, 0.9, 0.0], [0.1, 0.1, 0.0]), true, "ok", vec![], vec!["travel"]),
+            // proxy and veto together: the veto decides
+            (
+                &proxied,
+                s([0.9, 0.9, 0.0], [0.9, 0.1, 0.0]),
+                false,
+                "sensitive:health",
+                vec!["health"],
+                vec![],
+            ),
+        ];
+        for (i, (p, sc, ok, why, sh, ints)) in table.into_iter().enumerate() {
+            let got = decide(&topics, &sensitive, p, &sc);
+            assert_eq!(got, (ok, why.to_string(), sh, ints), "row {i}");
+        }
+    }
 }

@@ -7,6 +7,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use turnscore::format::ModelFile;
 use turnscore::input::JsonlReader;
+use turnscore::policy::{Missing, Policy};
 use turnscore::{Engine, EngineOptions};
 
 /// Rows read and scored per step; memory stays bounded by this, not by the input size.
@@ -29,6 +30,12 @@ pub fn run(cmd: Command) -> Result<()> {
             normalize,
             model_id,
         } => convert(hf_dir, output, &quant, heads, &checkpoint_head, pooling, normalize, model_id),
+        Command::Policy { file } => {
+            let p = load_policy(file.as_deref())?;
+            println!("{}", p.to_json());
+            eprintln!("turnscore: policy {:?}, sha256 {}", p.version, p.sha256());
+            Ok(())
+        }
         Command::TrainHeads { data, output, cache, seed, epochs, common } => {
             let engine = open_engine(&common)?;
             crate::train::train(&engine, &data, &output, cache.as_deref(), seed, epochs)
@@ -57,12 +64,28 @@ fn bundled_model_file() -> Result<ModelFile> {
     bail!("this build has no bundled model: pass --model PATH or set TURNSCORE_MODEL")
 }
 
+fn load_policy(path: Option<&Path>) -> Result<Policy> {
+    match path {
+        None => Ok(Policy::default()),
+        Some(p) => {
+            let b =
+                std::fs::read(p).with_context(|| format!("cannot read policy {}", p.display()))?;
+            Policy::from_json(&b).with_context(|| format!("invalid policy file {}", p.display()))
+        }
+    }
+}
+
 pub fn open_engine(c: &Common) -> Result<Engine> {
     if c.batch_tokens == 0 {
         bail!("--batch-tokens must be at least 1");
     }
-    let opts = EngineOptions { threads: c.threads, batch_tokens: c.batch_tokens };
-    Ok(Engine::new(open_model_file(c.model.clone())?, opts)?)
+    let policy = load_policy(c.policy.as_deref())?;
+    let opts = EngineOptions { threads: c.threads, batch_tokens: c.batch_tokens, policy };
+    let e = Engine::new(open_model_file(c.model.clone())?, opts);
+    Ok(e.with_context(|| match &c.policy {
+        Some(p) => format!("cannot use model with policy {}", p.display()),
+        None => "cannot open model".into(),
+    })?)
 }
 
 fn open_input(path: &Path) -> Result<Box<dyn BufRead>> {
@@ -82,14 +105,6 @@ fn input_name(path: &Path) -> String {
     }
 }
 
-#[derive(Default)]
-struct Counts {
-    rows: u64,
-    scored: u64,
-    suppressed: u64,
-    rejected: u64,
-}
-
 fn score(
     input: &Path,
     output: &Path,
@@ -101,7 +116,8 @@ fn score(
     let mut reader = JsonlReader::new(open_input(input)?);
     let schema = turnscore::output::schema(engine.topic_labels(), engine.sensitive_labels());
     let mut sink = Sink::new(Out::open(output)?, format_for(output, format), schema)?;
-    let mut n = Counts::default();
+    let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
+    let mut missing = Missing::default();
     let started = std::time::Instant::now();
     loop {
         let rows = reader
@@ -110,34 +126,42 @@ fn score(
         if rows.is_empty() {
             break;
         }
+        for t in rows.iter().filter_map(|r| r.turn.as_ref().ok()) {
+            missing.count(engine.policy(), t);
+        }
         let batch = engine.score_rows(&rows)?;
-        let reasons = turnscore_reasons(&batch);
-        for r in reasons {
-            n.rows += 1;
-            if r == "ok" {
-                n.scored += 1;
-            } else if r.starts_with("rejected:") {
-                n.rejected += 1;
-            } else {
-                n.scored += 1;
-                n.suppressed += 1;
-            }
+        for r in turnscore_reasons(&batch) {
+            *by_reason.entry(r).or_default() += 1;
         }
         sink.write(&batch)?;
     }
     sink.finish()?;
     if !quiet {
         let secs = started.elapsed().as_secs_f64();
+        let total: u64 = by_reason.values().sum();
+        let sum = |f: &dyn Fn(&str) -> bool| -> u64 {
+            by_reason.iter().filter(|(k, _)| f(k)).map(|(_, v)| v).sum()
+        };
+        let ok = sum(&|k| k == "ok");
+        let sensitive = sum(&|k| k.starts_with("sensitive:"));
+        let rejected = sum(&|k| k.starts_with("rejected:"));
+        let policy = total - ok - sensitive - rejected;
         eprintln!(
-            "turnscore: {} rows: {} scored ({} suppressed as sensitive), {} rejected; {} blank lines skipped; {:.1}s, {:.0} rows/s",
-            n.rows,
-            n.scored,
-            n.suppressed,
-            n.rejected,
+            "turnscore: {total} rows: {ok} ad-eligible, {sensitive} sensitive, {policy} not admitted by policy {:?}, {rejected} rejected; {} blank lines skipped; {secs:.1}s, {:.0} rows/s",
+            engine.policy().version,
             reader.blank_lines(),
-            secs,
-            n.rows as f64 / secs.max(1e-9)
+            total as f64 / secs.max(1e-9)
         );
+        let detail: Vec<String> = by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        eprintln!("turnscore: by reason: {}", detail.join(", "));
+        let miss = missing.nonzero();
+        if !miss.is_empty() {
+            let m: Vec<String> = miss.iter().map(|(f, n)| format!("{f} ({n} rows)")).collect();
+            eprintln!(
+                "turnscore: note: rows without {} were read strictly (no region = excluded, no is_minor = minor, no consent_ads = no consent, no account_linked = not linked, no role = not targeted)",
+                m.join(", ")
+            );
+        }
     }
     Ok(())
 }
@@ -155,7 +179,7 @@ fn embed(input: &Path, output: &Path, quiet: bool, c: &Common) -> Result<()> {
     let engine = open_engine(c)?;
     let mut reader = JsonlReader::new(open_input(input)?);
     let mut out = Out::open(output)?;
-    let (mut rows_n, mut rejected) = (0u64, 0u64);
+    let (mut rows_n, mut rejected, mut suppressed) = (0u64, 0u64, 0u64);
     loop {
         let rows = reader
             .next_chunk(CHUNK_ROWS)
@@ -163,19 +187,35 @@ fn embed(input: &Path, output: &Path, quiet: bool, c: &Common) -> Result<()> {
         if rows.is_empty() {
             break;
         }
-        let texts: Vec<&str> =
-            rows.iter().filter_map(|r| r.turn.as_ref().ok().map(|t| t.text.as_str())).collect();
+        // The policy applies here too: a turn it does not admit is never tokenized.
+        let admit: Vec<Option<String>> = rows
+            .iter()
+            .map(|r| {
+                r.turn.as_ref().ok().and_then(|t| engine.policy().admit(t)).map(|s| s.reason())
+            })
+            .collect();
+        let texts: Vec<&str> = rows
+            .iter()
+            .zip(&admit)
+            .filter_map(|(r, a)| {
+                r.turn.as_ref().ok().filter(|_| a.is_none()).map(|t| t.text.as_str())
+            })
+            .collect();
         let e = engine.embed(&texts)?;
         let mut j = 0;
-        for r in &rows {
+        for (r, a) in rows.iter().zip(&admit) {
             rows_n += 1;
-            let v = match &r.turn {
-                Ok(t) => {
+            let v = match (&r.turn, a) {
+                (Ok(t), None) => {
                     let v = serde_json::json!({"id": t.id, "embedding": e.row(j), "tokens": e.tokens[j]});
                     j += 1;
                     v
                 }
-                Err(rej) => {
+                (Ok(t), Some(reason)) => {
+                    suppressed += 1;
+                    serde_json::json!({"id": t.id, "embedding": null, "reason": reason})
+                }
+                (Err(rej), _) => {
                     rejected += 1;
                     serde_json::json!({"id": rej.id, "embedding": null, "reason": format!("rejected:{}", rej.reason.code())})
                 }
@@ -186,7 +226,11 @@ fn embed(input: &Path, output: &Path, quiet: bool, c: &Common) -> Result<()> {
     }
     out.finish()?;
     if !quiet {
-        eprintln!("turnscore: {rows_n} rows: {} embedded, {rejected} rejected", rows_n - rejected);
+        eprintln!(
+            "turnscore: {rows_n} rows: {} embedded, {suppressed} not admitted by policy {:?}, {rejected} rejected",
+            rows_n - rejected - suppressed,
+            engine.policy().version
+        );
     }
     Ok(())
 }

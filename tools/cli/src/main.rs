@@ -21,7 +21,11 @@ Examples:
   turnscore convert ./my-bert -o my-bert.tsm           convert a Hugging Face checkpoint
 
 Input rows are JSON objects, one per line, with \"id\" and \"text\" (required) and optionally
-\"user_id\" and \"conversation_id\". Message text is never logged or written to any output.
+\"user_id\", \"conversation_id\", \"turn\", \"role\" (user|assistant), \"region\" (ISO 3166-1
+alpha-2), \"consent_ads\", \"is_minor\", \"account_linked\" (booleans) and \"ts\". Under the
+default policy a turn is scored only if it is a user turn outside the EU/EEA, UK and South Korea,
+with consent, not a minor and a linked account; a missing field counts as the strictest value.
+Message text is never logged or written to any output.
 
 Exit codes: 0 job finished (rejected rows are reported, not fatal), 1 job failed, 2 usage error.";
 
@@ -47,6 +51,9 @@ struct Common {
     /// Token budget of one encoder batch; turns are grouped by length under it.
     #[arg(long, value_name = "N", default_value_t = 2048, global = true)]
     batch_tokens: usize,
+    /// Policy file (JSON, see `turnscore policy`). Default: the built-in strict policy.
+    #[arg(long, value_name = "FILE", global = true)]
+    policy: Option<PathBuf>,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -61,11 +68,18 @@ enum Format {
 enum Command {
     /// Score JSONL turns: topic and sensitive scores, interests, ad eligibility, reason.
     ///
-    /// Writes exactly one output row per input row, in input order. A row that cannot be scored
-    /// (bad JSON, missing id or text, invalid UTF-8, empty text, wrong field type) is kept with
-    /// `reason = rejected:<why>` and no scores. A turn with a sensitive label at or above its
-    /// threshold gets `ad_eligible = false`, `reason = sensitive:<label>`, null topics and no
-    /// interests. Blank lines are skipped and counted.
+    /// Writes exactly one output row per input row, in input order, each with a reason:
+    ///
+    /// - ok: scored and ad-eligible;
+    /// - sensitive:<label>: scored, but a sensitive label reached its threshold (topics null,
+    ///   no interests);
+    /// - region:<code>, region:unknown, minor, no_consent, not_linked, role: the policy does
+    ///   not admit the turn; it is never tokenized or scored. A missing field counts as the
+    ///   strictest value (no region = excluded, no is_minor = minor, ...);
+    /// - rejected:<why>: the row is bad (bad_json, missing_id, missing_text, invalid_utf8,
+    ///   empty_text, type_mismatch:<field>, bad_value:<field>).
+    ///
+    /// Blank lines are skipped and counted.
     #[command(after_help = "Example:\n  turnscore score examples/turns.jsonl -o - | head -3")]
     Score {
         /// JSONL file of turns, or - for standard input.
@@ -85,7 +99,8 @@ enum Command {
     },
     /// Write the pooled vector the heads see, as JSONL {"id": ..., "embedding": [...]}.
     ///
-    /// Rejected rows get "embedding": null and a "reason".
+    /// Turns the policy does not admit, and rejected rows, get "embedding": null and a "reason"
+    /// (the policy applies as for `score`: such turns are never tokenized).
     Embed {
         /// JSONL file of turns, or - for standard input.
         input: PathBuf,
@@ -143,6 +158,15 @@ enum Command {
         /// Model id stored in the file (default: the directory name).
         #[arg(long)]
         model_id: Option<String>,
+    },
+    /// Print the built-in policy as JSON (a starting point for --policy FILE), or check a file.
+    ///
+    /// Fields: version, excluded_regions (ISO 3166-1 alpha-2), require_consent, exclude_minors,
+    /// require_account_linked, ad_roles (roles whose turns may be targeted), topic_proxies
+    /// (topic label -> sensitive labels it stands proxy for; such topics are never emitted).
+    Policy {
+        /// A policy file to validate and print with its hash, instead of the default.
+        file: Option<PathBuf>,
     },
     /// Train the topic and sensitive heads on labeled JSONL data over a model's encoder.
     ///

@@ -62,6 +62,51 @@ fn score_examples_with_the_bundled_model_from_any_directory() {
     assert!(diag["sensitive"]["health"].as_f64().unwrap() > 0.5);
     let summary = String::from_utf8_lossy(&o.stderr);
     assert!(summary.contains(&format!("{n_in} rows")), "{summary}");
+    // The example file ends with one turn per admit rule.
+    let reasons: Vec<&str> =
+        rows[n_in - 5..].iter().map(|r| r["reason"].as_str().unwrap()).collect();
+    assert_eq!(reasons, ["region:DE", "minor", "no_consent", "role", "region:unknown"]);
+    for r in &rows[n_in - 5..] {
+        assert!(r["topics"].is_null() && r["sensitive"].is_null() && r["tokens"].is_null(), "{r}");
+        assert_eq!(r["ad_eligible"], false);
+    }
+}
+
+#[test]
+fn policy_files_are_printed_checked_and_applied() {
+    let o = turnscore(&["policy"], None);
+    assert!(o.status.success());
+    let mut p: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert!(p["excluded_regions"].as_array().unwrap().iter().any(|r| r == "KR"));
+    // Allow every region and role; make `travel` a proxy: it must never be emitted.
+    p["excluded_regions"] = serde_json::json!([]);
+    p["ad_roles"] = serde_json::json!(["user", "assistant"]);
+    p["topic_proxies"] = serde_json::json!({"travel": ["religion"]});
+    let dir = tempfile::tempdir().unwrap();
+    let pf = dir.path().join("policy.json");
+    std::fs::write(&pf, p.to_string()).unwrap();
+    let o = turnscore(&["score", &examples(), "--policy", pf.to_str().unwrap()], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let rows = lines(&o);
+    for r in &rows {
+        assert!(!r["interests"].as_array().unwrap().iter().any(|v| v == "travel"), "{r}");
+        if !r["topics"].is_null() {
+            assert!(r["topics"]["travel"].is_null(), "proxy scores are withheld: {r}");
+        }
+    }
+    let reason = |id: &str| rows.iter().find(|r| r["id"] == id).unwrap()["reason"].clone();
+    assert_eq!(reason("t21"), "ok", "DE admitted once no region is excluded");
+    assert_eq!(reason("t24"), "ok", "assistant turns admitted when configured");
+    // A policy naming a label the model lacks, and a typo, are clear errors.
+    p["topic_proxies"] = serde_json::json!({"astrology": ["religion"]});
+    std::fs::write(&pf, p.to_string()).unwrap();
+    let o = turnscore(&["score", &examples(), "--policy", pf.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("astrology"));
+    std::fs::write(&pf, r#"{"version":"x","excluded_regoins":[]}"#).unwrap();
+    let o = turnscore(&["policy", pf.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("excluded_regoins"));
 }
 
 #[test]
@@ -104,7 +149,10 @@ fn bad_rows_are_rejected_with_reasons_and_text_never_leaks() {
     }
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(
-        err.contains("7 rows") && err.contains("6 rejected") && err.contains("1 blank"),
+        err.contains("7 rows")
+            && err.contains("6 rejected")
+            && err.contains("1 blank")
+            && err.contains("were read strictly"),
         "{err}"
     );
 }
@@ -145,11 +193,19 @@ fn parquet_output_has_every_row_and_the_schema() {
 
 #[test]
 fn embed_writes_one_vector_per_row() {
-    let input = b"{\"id\":\"a\",\"text\":\"hello there\"}\n{\"id\":\"b\"}\n";
-    let o = turnscore(&["embed", "-", "--threads", "1"], Some(input));
+    let ok =
+        r#""role":"user","region":"US","consent_ads":true,"is_minor":false,"account_linked":true"#;
+    let input = format!(
+        "{{\"id\":\"a\",\"text\":\"hello there\",{ok}}}\n{{\"id\":\"b\",{ok}}}\n{{\"id\":\"c\",\"text\":\"hi\"}}\n"
+    );
+    let o = turnscore(&["embed", "-", "--threads", "1"], Some(input.as_bytes()));
     assert!(o.status.success());
     let rows = lines(&o);
-    assert_eq!(rows.len(), 2);
+    assert_eq!(rows.len(), 3);
+    assert!(
+        rows[2]["embedding"].is_null() && rows[2]["reason"] == "region:unknown",
+        "the policy applies"
+    );
     let v = rows[0]["embedding"].as_array().unwrap();
     assert_eq!(v.len(), 384);
     let norm: f64 = v.iter().map(|x| x.as_f64().unwrap().powi(2)).sum::<f64>().sqrt();
@@ -243,7 +299,9 @@ fn convert_names_unsupported_architectures_and_missing_tensors() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let o = turnscore(
         &["embed", "-", "--model", out.to_str().unwrap()],
-        Some(b"{\"id\":\"1\",\"text\":\"hi\"}\n"),
+        Some(
+            br#"{"id":"1","text":"hi","role":"user","region":"US","consent_ads":true,"is_minor":false,"account_linked":true}"#,
+        ),
     );
     assert!(o.status.success());
     assert_eq!(lines(&o)[0]["embedding"].as_array().unwrap().len(), 32);
