@@ -30,7 +30,11 @@ fn bench_sgemm(c: &mut Criterion) {
 
 fn bench_encoder(c: &mut Criterion) {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2.tsm");
-    let e = Engine::open(&path, EngineOptions { threads: 1, batch_tokens: 1 << 20 }).unwrap();
+    let e = Engine::open(
+        &path,
+        EngineOptions { threads: 1, batch_tokens: 1 << 20, ..Default::default() },
+    )
+    .unwrap();
     let mut g = c.benchmark_group("e2e/all-minilm-l6-v2");
     g.sample_size(10);
     for &(batch, seq) in &[(1, 16), (8, 46), (8, 128)] {

@@ -82,10 +82,10 @@ pub fn open_engine(c: &Common) -> Result<Engine> {
     let policy = load_policy(c.policy.as_deref())?;
     let opts = EngineOptions { threads: c.threads, batch_tokens: c.batch_tokens, policy };
     let e = Engine::new(open_model_file(c.model.clone())?, opts);
-    Ok(e.with_context(|| match &c.policy {
+    e.with_context(|| match &c.policy {
         Some(p) => format!("cannot use model with policy {}", p.display()),
         None => "cannot open model".into(),
-    })?)
+    })
 }
 
 fn open_input(path: &Path) -> Result<Box<dyn BufRead>> {
