@@ -71,13 +71,47 @@ fn one_output_row_per_input_row_in_order_with_reasons() {
 }
 
 #[test]
-fn long_turns_are_truncated_to_max_seq_len() {
-    let e = engine(1, 2048);
+fn long_turns_are_scored_in_windows_and_nothing_is_cut_off() {
+    // A health disclosure after ~640 tokens of small talk: truncation would never see it.
+    let filler =
+        "we talked about the weather and the traffic on the way to the office today. ".repeat(40);
+    let long = format!(
+        "{filler} By the way, I was diagnosed with HIV last week and I am scared about starting antiretroviral treatment."
+    );
+    let texts = [long.as_str(), filler.as_str(), "short"];
+    let e = engine(2, 2048);
     let max = e.model().meta().architecture.max_seq_len as usize;
-    let long = "word ".repeat(max * 2);
-    let emb = e.embed(&[long.as_str(), "short"]).unwrap();
-    assert_eq!(emb.tokens[0] as usize, max);
-    assert!(emb.truncated[0] && !emb.truncated[1]);
+    assert_eq!(e.window(), max, "the default window is the model's");
+    let emb = e.embed(&texts).unwrap();
+    assert!(emb.tokens[0] as usize > 2 * max, "the test text must need several windows");
+    assert!(emb.windows[0] >= 3 && emb.windows[2] == 1, "{:?}", emb.windows);
+    let toks = e.tokenize(&texts).unwrap();
+    assert!(toks[0].windows.iter().all(|w| w.len() <= max));
+    let health = e.sensitive_labels().iter().position(|l| l.name == "health").unwrap();
+    let t = e.sensitive_labels()[health].threshold;
+    let s = e.score_texts(&texts).unwrap();
+    assert_eq!(s[0].windows, emb.windows[0]);
+    // Max pooling over windows: the long turn scores at least what its last window scores,
+    // which is above what the first (truncated) window alone would give.
+    let last = toks[0].windows.last().unwrap().clone();
+    let first = toks[0].windows[0].clone();
+    let per = e.embed_ids(&[first, last]).unwrap();
+    let (_, ws) = e.head_scores(&per, 2).unwrap();
+    let ns = e.sensitive_labels().len();
+    let (first_h, last_h) = (ws[health], ws[ns + health]);
+    assert!(s[0].sensitive[health] >= last_h && last_h > first_h, "{first_h} {last_h}");
+    // Shorter windows dilute the disclosure less: with 64-token windows it is caught.
+    let e64 =
+        Engine::open(bundled_path(), EngineOptions { window: Some(64), ..Default::default() })
+            .unwrap();
+    let s64 = e64.score_texts(&texts).unwrap();
+    assert!(s64[0].sensitive[health] >= t, "caught with 64-token windows");
+    assert!(s64[1].sensitive[health] < t, "the small talk alone is not health");
+    assert!(Engine::open(
+        bundled_path(),
+        EngineOptions { window: Some(max + 1), ..Default::default() }
+    )
+    .is_err());
 }
 
 #[test]

@@ -20,7 +20,8 @@ fn tiny_bert_matches_transformers() {
     let sentences = strings(&fx["sentences"]);
     let want_ids = ids(&fx["input_ids"]);
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let got_ids: Vec<Vec<u32>> = e.tokenize(&refs).unwrap().into_iter().map(|(t, _)| t).collect();
+    let got_ids: Vec<Vec<u32>> =
+        e.tokenize(&refs).unwrap().into_iter().map(|t| t.windows[0].clone()).collect();
     assert_eq!(got_ids, want_ids, "tokenizer ids differ from transformers'");
     let pooled = e.embed_ids(&want_ids).unwrap();
     let err = max_abs(&pooled, &f32s(&fx["pooled"]));
@@ -60,7 +61,8 @@ fn bundled_minilm_matches_transformers_at_stored_precision() {
     let sentences = strings(&fx["sentences"]);
     let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
     let want_ids = ids(&fx["input_ids"]);
-    let got: Vec<Vec<u32>> = e.tokenize(&refs).unwrap().into_iter().map(|(t, _)| t).collect();
+    let got: Vec<Vec<u32>> =
+        e.tokenize(&refs).unwrap().into_iter().map(|t| t.windows[0].clone()).collect();
     assert_eq!(got, want_ids, "tokenizer ids differ from transformers'");
     let emb = e.embed(&refs).unwrap();
     let err = max_abs(&emb.data, &f32s(&fx["pooled_stored_precision"]));

@@ -18,13 +18,27 @@ pub struct EngineOptions {
     pub threads: usize,
     /// Token budget of one encoder batch (turns are grouped by length under this budget).
     pub batch_tokens: usize,
+    /// Tokens that consecutive windows of a long turn share (a turn longer than the model's
+    /// `max_seq_len` is scored in overlapping windows and its scores max-pooled). `None`: a
+    /// quarter of the window, at most 64.
+    pub stride: Option<usize>,
+    /// Tokens per window (special tokens included), at most the model's `max_seq_len`. `None`:
+    /// `max_seq_len`. Shorter windows dilute a short disclosure in a long turn less (the pooled
+    /// vector is a mean over the window), at the cost of more windows.
+    pub window: Option<usize>,
     /// The policy gate (default: [`Policy::default`], the strict built-in policy).
     pub policy: Policy,
 }
 
 impl Default for EngineOptions {
     fn default() -> Self {
-        EngineOptions { threads: 0, batch_tokens: 2048, policy: Policy::default() }
+        EngineOptions {
+            threads: 0,
+            batch_tokens: 2048,
+            stride: None,
+            window: None,
+            policy: Policy::default(),
+        }
     }
 }
 
@@ -35,10 +49,51 @@ pub struct Embeddings {
     pub dim: usize,
     /// `n × dim` row-major.
     pub data: Vec<f32>,
-    /// Tokens used per text (special tokens included, after truncation).
+    /// Tokens of each text (special tokens included; all of them are scored).
     pub tokens: Vec<u32>,
-    /// Whether each text was truncated to the model's `max_seq_len`.
-    pub truncated: Vec<bool>,
+    /// Windows each text was scored in (1 unless it is longer than the model's `max_seq_len`).
+    pub windows: Vec<u32>,
+}
+
+/// One tokenized text: the windows the encoder sees, and the text's full token count.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Tokenized {
+    /// Token id sequences, each at most `max_seq_len` long, with the model's special tokens.
+    pub windows: Vec<Vec<u32>>,
+    /// Tokens of the whole text, special tokens included.
+    pub tokens: u32,
+}
+
+/// Splits a tokenized text into windows of at most `max` tokens.
+///
+/// `special[i]` marks special tokens; the leading and trailing runs of them (`[CLS]`, `[SEP]` for
+/// BERT) are repeated around every window, and the content between them is cut into chunks of
+/// `max - specials` tokens, consecutive chunks sharing `stride` tokens. A text that fits is one
+/// window, unchanged.
+pub fn split_windows(ids: &[u32], special: &[u32], max: usize, stride: usize) -> Vec<Vec<u32>> {
+    if ids.len() <= max {
+        return vec![ids.to_vec()];
+    }
+    let lead = special.iter().take_while(|&&m| m == 1).count().min(ids.len());
+    let trail = special[lead..].iter().rev().take_while(|&&m| m == 1).count();
+    let (head, content, tail) =
+        (&ids[..lead], &ids[lead..ids.len() - trail], &ids[ids.len() - trail..]);
+    let width = max.saturating_sub(lead + trail).max(1);
+    let step = width.saturating_sub(stride).max(1);
+    let mut out = Vec::new();
+    let mut start = 0;
+    loop {
+        let end = (start + width).min(content.len());
+        let mut w = Vec::with_capacity(lead + (end - start) + trail);
+        w.extend_from_slice(head);
+        w.extend_from_slice(&content[start..end]);
+        w.extend_from_slice(tail);
+        out.push(w);
+        if end == content.len() {
+            return out;
+        }
+        start += step;
+    }
 }
 
 impl Embeddings {
@@ -99,12 +154,24 @@ impl Engine {
         let mut tokenizer = tokenizers::Tokenizer::from_bytes(model.tokenizer_json())
             .map_err(|e| Error::Tokenizer(e.to_string()))?;
         let max = model.meta().architecture.max_seq_len as usize;
-        tokenizer
-            .with_truncation(Some(tokenizers::TruncationParams {
-                max_length: max,
-                ..Default::default()
-            }))
-            .map_err(|e| Error::Tokenizer(e.to_string()))?;
+        // No truncation: long turns are split into windows instead (see `split_windows`).
+        tokenizer.with_truncation(None).map_err(|e| Error::Tokenizer(e.to_string()))?;
+        let model_max = max;
+        let max = opts.window.unwrap_or(model_max);
+        if max < 3 || max > model_max {
+            return Err(Error::Invalid(format!(
+                "window {max} must be between 3 and the model's max_seq_len ({model_max})"
+            )));
+        }
+        let stride = opts.stride.unwrap_or((max.saturating_sub(2) / 4).min(64));
+        if stride >= max.saturating_sub(2) {
+            return Err(Error::Invalid(format!(
+                "stride {stride} must be smaller than the model's window ({max} tokens) minus its special tokens"
+            )));
+        }
+        let mut opts = opts;
+        opts.stride = Some(stride);
+        opts.window = Some(max);
         tokenizer.with_padding(None);
         if opts.batch_tokens == 0 {
             return Err(Error::Invalid("batch_tokens must be at least 1".into()));
@@ -131,6 +198,16 @@ impl Engine {
         &self.model
     }
 
+    /// Tokens per window.
+    pub fn window(&self) -> usize {
+        self.opts.window.unwrap_or(0)
+    }
+
+    /// Tokens shared by consecutive windows of a long turn.
+    pub fn stride(&self) -> usize {
+        self.opts.stride.unwrap_or(0)
+    }
+
     /// The policy this engine applies.
     pub fn policy(&self) -> &Policy {
         &self.opts.policy
@@ -151,12 +228,12 @@ impl Engine {
         self.model.meta().sensitive.as_ref().map_or(&self.no_labels, |h| &h.labels)
     }
 
-    /// Token ids for each text (special tokens added, truncated to the model's `max_seq_len`),
-    /// and whether each was truncated.
+    /// Tokenizes texts into the windows the encoder sees (see [`split_windows`]).
     ///
     /// # Errors
     /// [`Error::Tokenizer`] if tokenization fails.
-    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<(Vec<u32>, bool)>> {
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokenized>> {
+        let max = self.window();
         self.pool.install(|| {
             texts
                 .par_iter()
@@ -165,7 +242,10 @@ impl Engine {
                         .tokenizer
                         .encode(*t, true)
                         .map_err(|e| Error::Tokenizer(e.to_string()))?;
-                    Ok((enc.get_ids().to_vec(), !enc.get_overflowing().is_empty()))
+                    let ids = enc.get_ids();
+                    let windows =
+                        split_windows(ids, enc.get_special_tokens_mask(), max, self.stride());
+                    Ok(Tokenized { windows, tokens: ids.len() as u32 })
                 })
                 .collect()
         })
@@ -215,22 +295,39 @@ impl Engine {
         Ok(pooled)
     }
 
-    /// Pooled vectors for texts.
+    /// Pooled vectors for texts. A text scored in several windows gets the mean of their
+    /// vectors (re-normalised when the model normalises); a one-window text gets its window's
+    /// vector unchanged.
     ///
     /// # Errors
     /// As [`Engine::tokenize`] and [`Engine::embed_ids`].
     pub fn embed(&self, texts: &[&str]) -> Result<Embeddings> {
+        let h = self.model.meta().architecture.hidden_size as usize;
         let toks = self.tokenize(texts)?;
-        let tokens = toks.iter().map(|(t, _)| t.len() as u32).collect();
-        let truncated = toks.iter().map(|(_, tr)| *tr).collect();
-        let ids: Vec<Vec<u32>> = toks.into_iter().map(|(t, _)| t).collect();
-        let data = self.embed_ids(&ids)?;
-        Ok(Embeddings {
-            dim: self.model.meta().architecture.hidden_size as usize,
-            data,
-            tokens,
-            truncated,
-        })
+        let (flat, owner) = flatten(&toks);
+        let v = self.embed_ids(&flat)?;
+        let mut data = vec![0f32; texts.len() * h];
+        let mut count = vec![0u32; texts.len()];
+        for (w, &i) in owner.iter().enumerate() {
+            count[i] += 1;
+            data[i * h..(i + 1) * h]
+                .iter_mut()
+                .zip(&v[w * h..(w + 1) * h])
+                .for_each(|(d, x)| *d += x);
+        }
+        for (i, &n) in count.iter().enumerate() {
+            if n > 1 {
+                let row = &mut data[i * h..(i + 1) * h];
+                row.iter_mut().for_each(|x| *x /= n as f32);
+                if self.model.meta().architecture.normalize {
+                    let norm =
+                        row.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt().max(1e-12);
+                    row.iter_mut().for_each(|x| *x = (*x as f64 / norm) as f32);
+                }
+            }
+        }
+        let tokens = toks.iter().map(|t| t.tokens).collect();
+        Ok(Embeddings { dim: h, data, tokens, windows: count })
     }
 
     /// Head scores for pooled vectors (`n × hidden`): `(topics, sensitive)`, each `n × labels`.
@@ -242,23 +339,32 @@ impl Engine {
         Ok((t, s))
     }
 
-    /// Scores texts: one [`TurnScores`] per text, in order.
+    /// Scores texts: one [`TurnScores`] per text, in order. A long text is scored in
+    /// overlapping windows and each label's score is the maximum over its windows.
     ///
     /// # Errors
     /// As [`Engine::embed`].
     pub fn score_texts(&self, texts: &[&str]) -> Result<Vec<TurnScores>> {
-        let e = self.embed(texts)?;
-        let n = texts.len();
-        let (t, s) = self.head_scores(&e.data, n)?;
+        let toks = self.tokenize(texts)?;
+        let (flat, owner) = flatten(&toks);
+        let pooled = self.embed_ids(&flat)?;
+        let (t, s) = self.head_scores(&pooled, flat.len())?;
         let (nt, ns) = (self.topic_labels().len(), self.sensitive_labels().len());
-        Ok((0..n)
-            .map(|i| TurnScores {
-                topics: t[i * nt..(i + 1) * nt].to_vec(),
-                sensitive: s[i * ns..(i + 1) * ns].to_vec(),
-                tokens: e.tokens[i],
-                windows: 1,
+        let mut out: Vec<TurnScores> = toks
+            .iter()
+            .map(|tk| TurnScores {
+                topics: vec![f32::NEG_INFINITY; nt],
+                sensitive: vec![f32::NEG_INFINITY; ns],
+                tokens: tk.tokens,
+                windows: tk.windows.len() as u32,
             })
-            .collect())
+            .collect();
+        for (w, &i) in owner.iter().enumerate() {
+            let o = &mut out[i];
+            o.topics.iter_mut().zip(&t[w * nt..(w + 1) * nt]).for_each(|(a, &b)| *a = a.max(b));
+            o.sensitive.iter_mut().zip(&s[w * ns..(w + 1) * ns]).for_each(|(a, &b)| *a = a.max(b));
+        }
+        Ok(out)
     }
 
     /// Scores input rows into the output batch: one output row per input row, in order.
@@ -293,5 +399,46 @@ impl Engine {
             })
             .collect();
         build_batch(self.topic_labels(), self.sensitive_labels(), policy, rows, &outcomes)
+    }
+}
+
+/// All windows of all texts, and the text each window belongs to.
+fn flatten(toks: &[Tokenized]) -> (Vec<Vec<u32>>, Vec<usize>) {
+    let mut flat = Vec::new();
+    let mut owner = Vec::new();
+    for (i, t) in toks.iter().enumerate() {
+        for w in &t.windows {
+            flat.push(w.clone());
+            owner.push(i);
+        }
+    }
+    (flat, owner)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_windows;
+
+    #[test]
+    fn windows_cover_every_token_with_the_stated_overlap() {
+        // [CLS]=101, content 0..20, [SEP]=102; max 8 → 6 content tokens per window.
+        let mut ids = vec![101u32];
+        ids.extend(0..20);
+        ids.push(102);
+        let mut special = vec![0u32; ids.len()];
+        special[0] = 1;
+        *special.last_mut().unwrap() = 1;
+        let w = split_windows(&ids, &special, 8, 2);
+        assert!(w.iter().all(|w| w.len() <= 8 && w[0] == 101 && *w.last().unwrap() == 102));
+        let content: Vec<Vec<u32>> = w.iter().map(|w| w[1..w.len() - 1].to_vec()).collect();
+        assert_eq!(content[0], (0..6).collect::<Vec<_>>());
+        assert_eq!(content[1], (4..10).collect::<Vec<_>>(), "consecutive windows share 2 tokens");
+        let mut seen: Vec<u32> = content.concat();
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen, (0..20).collect::<Vec<_>>(), "every token is in some window");
+        assert_eq!(content.last().unwrap().last(), Some(&19));
+        // A text that fits is one window, unchanged.
+        assert_eq!(split_windows(&ids[..8], &special[..8], 8, 2), vec![ids[..8].to_vec()]);
     }
 }

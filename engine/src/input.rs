@@ -63,6 +63,8 @@ pub enum RejectReason {
     EmptyText,
     /// A field has the wrong JSON type (the field's name).
     TypeMismatch(&'static str),
+    /// The text is longer than the reader's limit (see [`JsonlReader::max_text_bytes`]).
+    TooLong,
     /// A field has a value outside its domain (the field's name), e.g. a region that is not a
     /// two-letter code or a role other than `user` / `assistant`.
     BadValue(&'static str),
@@ -80,6 +82,7 @@ impl RejectReason {
             RejectReason::EmptyText => "empty_text".into(),
             RejectReason::TypeMismatch(f) => format!("type_mismatch:{f}"),
             RejectReason::BadValue(f) => format!("bad_value:{f}"),
+            RejectReason::TooLong => "too_long".into(),
         }
     }
 }
@@ -170,8 +173,15 @@ fn optional_fields(v: &Value, t: &mut Turn) -> Result<(), RejectReason> {
     Ok(())
 }
 
-/// Parses one JSONL line (without its line terminator) into a row.
+/// Parses one JSONL line (without its line terminator) into a row, with no limit on the text's
+/// length.
 pub fn parse_line(bytes: &[u8], line: u64) -> Row {
+    parse_line_limited(bytes, line, usize::MAX)
+}
+
+/// Parses one JSONL line into a row; a text longer than `max_text_bytes` is rejected as
+/// `too_long`.
+pub fn parse_line_limited(bytes: &[u8], line: u64, max_text_bytes: usize) -> Row {
     let reject = |id, reason| Row { line, turn: Err(Rejection { id, reason }) };
     if std::str::from_utf8(bytes).is_err() {
         // Recover the id if the rest of the line is sound, so the rejection can be traced.
@@ -199,6 +209,9 @@ pub fn parse_line(bytes: &[u8], line: u64) -> Row {
     if text.trim().is_empty() {
         return reject(Some(id), RejectReason::EmptyText);
     }
+    if text.len() > max_text_bytes {
+        return reject(Some(id), RejectReason::TooLong);
+    }
     let mut turn = Turn { id, text, ..Default::default() };
     if let Err(r) = optional_fields(&v, &mut turn) {
         return reject(Some(turn.id), r);
@@ -214,12 +227,19 @@ pub struct JsonlReader<R> {
     line: u64,
     buf: Vec<u8>,
     blank: u64,
+    max_text: usize,
 }
 
 impl<R: BufRead> JsonlReader<R> {
     /// Wraps a buffered reader.
     pub fn new(inner: R) -> Self {
-        JsonlReader { inner, line: 0, buf: Vec::new(), blank: 0 }
+        JsonlReader { inner, line: 0, buf: Vec::new(), blank: 0, max_text: usize::MAX }
+    }
+
+    /// Rejects (as `too_long`) turns whose text exceeds `n` bytes.
+    pub fn max_text_bytes(mut self, n: usize) -> Self {
+        self.max_text = n;
+        self
     }
 
     /// Blank lines seen so far.
@@ -250,7 +270,7 @@ impl<R: BufRead> JsonlReader<R> {
                 self.blank += 1;
                 continue;
             }
-            rows.push(parse_line(l, self.line));
+            rows.push(parse_line_limited(l, self.line, self.max_text));
         }
         Ok(rows)
     }
@@ -307,6 +327,13 @@ mod tests {
         let rej = r.turn.unwrap_err();
         assert_eq!(rej.reason, RejectReason::InvalidUtf8);
         assert_eq!(rej.id.as_deref(), Some("u1"), "id is recovered for tracing");
+    }
+
+    #[test]
+    fn text_over_the_limit_is_rejected_as_too_long() {
+        let long = parse_line_limited(br#"{"id":"x","text":"abcdef"}"#, 1, 5);
+        assert_eq!(long.turn.unwrap_err().reason, RejectReason::TooLong);
+        assert!(parse_line_limited(br#"{"id":"x","text":"abcde"}"#, 1, 5).turn.is_ok());
     }
 
     #[test]

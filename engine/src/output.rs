@@ -25,9 +25,9 @@ pub struct TurnScores {
     pub topics: Vec<f32>,
     /// One score per sensitive label, in label order.
     pub sensitive: Vec<f32>,
-    /// Tokens scored (special tokens included, after truncation).
+    /// Tokens of the turn, special tokens included (all are scored, in windows if needed).
     pub tokens: u32,
-    /// Windows used (1 until long-turn windows exist).
+    /// Windows the turn was scored in.
     pub windows: u32,
 }
 

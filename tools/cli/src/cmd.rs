@@ -80,7 +80,13 @@ pub fn open_engine(c: &Common) -> Result<Engine> {
         bail!("--batch-tokens must be at least 1");
     }
     let policy = load_policy(c.policy.as_deref())?;
-    let opts = EngineOptions { threads: c.threads, batch_tokens: c.batch_tokens, policy };
+    let opts = EngineOptions {
+        threads: c.threads,
+        batch_tokens: c.batch_tokens,
+        stride: c.stride,
+        window: c.window,
+        policy,
+    };
     let e = Engine::new(open_model_file(c.model.clone())?, opts);
     e.with_context(|| match &c.policy {
         Some(p) => format!("cannot use model with policy {}", p.display()),
@@ -113,7 +119,7 @@ fn score(
     c: &Common,
 ) -> Result<()> {
     let engine = open_engine(c)?;
-    let mut reader = JsonlReader::new(open_input(input)?);
+    let mut reader = JsonlReader::new(open_input(input)?).max_text_bytes(c.max_bytes);
     let schema = turnscore::output::schema(engine.topic_labels(), engine.sensitive_labels());
     let mut sink = Sink::new(Out::open(output)?, format_for(output, format), schema)?;
     let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
@@ -177,7 +183,7 @@ fn turnscore_reasons(batch: &arrow_array::RecordBatch) -> Vec<String> {
 
 fn embed(input: &Path, output: &Path, quiet: bool, c: &Common) -> Result<()> {
     let engine = open_engine(c)?;
-    let mut reader = JsonlReader::new(open_input(input)?);
+    let mut reader = JsonlReader::new(open_input(input)?).max_text_bytes(c.max_bytes);
     let mut out = Out::open(output)?;
     let (mut rows_n, mut rejected, mut suppressed) = (0u64, 0u64, 0u64);
     loop {
@@ -207,7 +213,7 @@ fn embed(input: &Path, output: &Path, quiet: bool, c: &Common) -> Result<()> {
             rows_n += 1;
             let v = match (&r.turn, a) {
                 (Ok(t), None) => {
-                    let v = serde_json::json!({"id": t.id, "embedding": e.row(j), "tokens": e.tokens[j]});
+                    let v = serde_json::json!({"id": t.id, "embedding": e.row(j), "tokens": e.tokens[j], "windows": e.windows[j]});
                     j += 1;
                     v
                 }

@@ -54,6 +54,20 @@ struct Common {
     /// Policy file (JSON, see `turnscore policy`). Default: the built-in strict policy.
     #[arg(long, value_name = "FILE", global = true)]
     policy: Option<PathBuf>,
+    /// Tokens shared by consecutive windows of a turn longer than the model's window (256 tokens
+    /// for the default model). Such turns are scored window by window and each label keeps its
+    /// highest score; the `windows` column says how many were used. Default: a quarter of the
+    /// window, at most 64.
+    #[arg(long, value_name = "N", global = true)]
+    stride: Option<usize>,
+    /// Tokens per window, at most the model's window (default: the model's). Scores are means
+    /// over a window's tokens, so shorter windows dilute a short sensitive passage in a long turn
+    /// less.
+    #[arg(long, value_name = "N", global = true)]
+    window: Option<usize>,
+    /// Reject turns whose text is longer than this many bytes (`rejected:too_long`).
+    #[arg(long, value_name = "N", default_value_t = 100_000, global = true)]
+    max_bytes: usize,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
