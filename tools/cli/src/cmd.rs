@@ -1,24 +1,28 @@
 //! The commands. No engine logic lives here: parse flags, call the engine, write, report.
 
 use crate::sink::{format_for, Out, Sink};
+use crate::source::{expand, Input, Source};
+use crate::ReadArgs;
 use crate::{Command, Common};
 use anyhow::{bail, Context, Result};
-use std::io::{BufRead, BufReader, Write};
+use indicatif::{ProgressBar, ProgressStyle};
+use std::io::IsTerminal;
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use turnscore::format::ModelFile;
-use turnscore::input::JsonlReader;
+use turnscore::input::{FieldMap, ReadOptions};
 use turnscore::policy::{Missing, Policy};
 use turnscore::{Engine, EngineOptions};
 
 /// Rows read and scored per step; memory stays bounded by this, not by the input size.
-const CHUNK_ROWS: usize = 4096;
+const CHUNK_ROWS: usize = 1024;
 
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Score { input, output, format, quiet, common } => {
-            score(&input, &output, format, quiet, &common)
+        Command::Score { read, output, format, rejects, strict, quiet, common } => {
+            score(&read, &output, format, rejects.as_deref(), strict, quiet, &common)
         }
-        Command::Embed { input, output, quiet, common } => embed(&input, &output, quiet, &common),
+        Command::Embed { read, output, quiet, common } => embed(&read, &output, quiet, &common),
         Command::Inspect { model, json } => inspect(model, json),
         Command::Convert {
             hf_dir,
@@ -94,68 +98,125 @@ pub fn open_engine(c: &Common) -> Result<Engine> {
     })
 }
 
-fn open_input(path: &Path) -> Result<Box<dyn BufRead>> {
-    if path == Path::new("-") {
-        return Ok(Box::new(BufReader::new(std::io::stdin())));
+fn read_options(r: &ReadArgs) -> ReadOptions {
+    ReadOptions {
+        fields: FieldMap {
+            id: r.id_col.clone(),
+            text: r.text_col.clone(),
+            user_id: r.user_col.clone(),
+            conversation_id: r.conversation_col.clone(),
+            turn: r.turn_col.clone(),
+            role: r.role_col.clone(),
+            region: r.region_col.clone(),
+            consent_ads: r.consent_col.clone(),
+            is_minor: r.minor_col.clone(),
+            account_linked: r.linked_col.clone(),
+            ts: r.ts_col.clone(),
+        },
+        max_text_bytes: r.max_bytes,
     }
-    let f = std::fs::File::open(path)
-        .with_context(|| format!("cannot open input {}", path.display()))?;
-    Ok(Box::new(BufReader::with_capacity(1 << 20, f)))
 }
 
-fn input_name(path: &Path) -> String {
-    if path == Path::new("-") {
-        "<stdin>".into()
-    } else {
-        path.display().to_string()
+/// A progress bar on stderr when it is a terminal (and not --quiet); hidden otherwise.
+fn progress(inputs: &[Input], quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let total: Option<u64> = inputs.iter().map(|i| i.size).sum();
+    let style = "{spinner} [{elapsed_precise}] {wide_bar} {percent:>3}% ETA {eta} | {msg}";
+    match total {
+        Some(t) => {
+            ProgressBar::new(t).with_style(ProgressStyle::with_template(style).expect("template"))
+        }
+        None => ProgressBar::new_spinner().with_style(
+            ProgressStyle::with_template("{spinner} [{elapsed_precise}] {msg}").expect("template"),
+        ),
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn score(
-    input: &Path,
+    read: &ReadArgs,
     output: &Path,
     format: Option<crate::Format>,
+    rejects: Option<&Path>,
+    strict: bool,
     quiet: bool,
     c: &Common,
 ) -> Result<()> {
+    let inputs = expand(&read.inputs, read.input_format)?;
     let engine = open_engine(c)?;
-    let mut reader = JsonlReader::new(open_input(input)?).max_text_bytes(c.max_bytes);
+    let opts = read_options(read);
     let schema = turnscore::output::schema(engine.topic_labels(), engine.sensitive_labels());
     let mut sink = Sink::new(Out::open(output)?, format_for(output, format), schema)?;
+    let mut rej_out = rejects.map(Out::open).transpose()?;
     let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
     let mut missing = Missing::default();
+    let mut blank = 0u64;
     let started = std::time::Instant::now();
-    loop {
-        let rows = reader
-            .next_chunk(CHUNK_ROWS)
-            .with_context(|| format!("cannot read {}", input_name(input)))?;
-        if rows.is_empty() {
-            break;
+    let bar = progress(&inputs, quiet);
+    let mut done_bytes = 0u64;
+    for input in &inputs {
+        let mut src = Source::open(input, &opts, CHUNK_ROWS)?;
+        loop {
+            let rows = src.next_chunk(CHUNK_ROWS)?;
+            if rows.is_empty() {
+                break;
+            }
+            for r in &rows {
+                if let Err(rej) = &r.turn {
+                    if strict {
+                        bar.finish_and_clear();
+                        bail!(
+                            "{} line {}: row rejected (rejected:{}{}); --strict stops the job, no output was written",
+                            src.name(),
+                            r.line,
+                            rej.reason.code(),
+                            rej.id.as_ref().map(|i| format!(", id {i:?}")).unwrap_or_default()
+                        );
+                    }
+                    if let Some(w) = rej_out.as_mut() {
+                        let v = serde_json::json!({
+                            "input": src.name(), "line": r.line, "id": rej.id,
+                            "reason": format!("rejected:{}", rej.reason.code()),
+                        });
+                        serde_json::to_writer(&mut w.w, &v)?;
+                        w.w.write_all(b"\n")?;
+                    }
+                }
+            }
+            for t in rows.iter().filter_map(|r| r.turn.as_ref().ok()) {
+                missing.count(engine.policy(), t);
+            }
+            let batch = engine.score_rows(&rows)?;
+            for r in turnscore_reasons(&batch) {
+                *by_reason.entry(r).or_default() += 1;
+            }
+            sink.write(&batch)?;
+            let (total, ok, sens, rej) = tally(&by_reason);
+            bar.set_position(done_bytes + src.bytes.load(std::sync::atomic::Ordering::Relaxed));
+            bar.set_message(format!(
+                "{total} rows, {:.0}/s, {ok} ad-eligible, {sens} sensitive, {} not admitted, {rej} rejected",
+                total as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                total - ok - sens - rej
+            ));
         }
-        for t in rows.iter().filter_map(|r| r.turn.as_ref().ok()) {
-            missing.count(engine.policy(), t);
-        }
-        let batch = engine.score_rows(&rows)?;
-        for r in turnscore_reasons(&batch) {
-            *by_reason.entry(r).or_default() += 1;
-        }
-        sink.write(&batch)?;
+        blank += src.blank_lines();
+        done_bytes += input.size.unwrap_or(0);
     }
     sink.finish()?;
+    if let Some(w) = rej_out {
+        w.finish()?;
+    }
+    bar.finish_and_clear();
     if !quiet {
         let secs = started.elapsed().as_secs_f64();
-        let total: u64 = by_reason.values().sum();
-        let sum = |f: &dyn Fn(&str) -> bool| -> u64 {
-            by_reason.iter().filter(|(k, _)| f(k)).map(|(_, v)| v).sum()
-        };
-        let ok = sum(&|k| k == "ok");
-        let sensitive = sum(&|k| k.starts_with("sensitive:"));
-        let rejected = sum(&|k| k.starts_with("rejected:"));
+        let (total, ok, sensitive, rejected) = tally(&by_reason);
         let policy = total - ok - sensitive - rejected;
         eprintln!(
-            "turnscore: {total} rows: {ok} ad-eligible, {sensitive} sensitive, {policy} not admitted by policy {:?}, {rejected} rejected; {} blank lines skipped; {secs:.1}s, {:.0} rows/s",
+            "turnscore: {total} rows from {} input(s): {ok} ad-eligible, {sensitive} sensitive, {policy} not admitted by policy {:?}, {rejected} rejected; {blank} blank lines skipped; {secs:.1}s, {:.0} rows/s",
+            inputs.len(),
             engine.policy().version,
-            reader.blank_lines(),
             total as f64 / secs.max(1e-9)
         );
         let detail: Vec<String> = by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
@@ -172,6 +233,19 @@ fn score(
     Ok(())
 }
 
+/// `(rows, ok, sensitive, rejected)` from counts by reason.
+fn tally(by_reason: &std::collections::BTreeMap<String, u64>) -> (u64, u64, u64, u64) {
+    let sum = |f: &dyn Fn(&str) -> bool| -> u64 {
+        by_reason.iter().filter(|(k, _)| f(k)).map(|(_, v)| v).sum()
+    };
+    (
+        by_reason.values().sum(),
+        sum(&|k| k == "ok"),
+        sum(&|k| k.starts_with("sensitive:")),
+        sum(&|k| k.starts_with("rejected:")),
+    )
+}
+
 fn turnscore_reasons(batch: &arrow_array::RecordBatch) -> Vec<String> {
     use arrow_array::cast::AsArray;
     use arrow_array::types::Int32Type;
@@ -181,53 +255,55 @@ fn turnscore_reasons(batch: &arrow_array::RecordBatch) -> Vec<String> {
     dict.keys().iter().map(|k| values.value(k.unwrap_or(0) as usize).to_string()).collect()
 }
 
-fn embed(input: &Path, output: &Path, quiet: bool, c: &Common) -> Result<()> {
+fn embed(read: &ReadArgs, output: &Path, quiet: bool, c: &Common) -> Result<()> {
+    let inputs = expand(&read.inputs, read.input_format)?;
     let engine = open_engine(c)?;
-    let mut reader = JsonlReader::new(open_input(input)?).max_text_bytes(c.max_bytes);
+    let opts = read_options(read);
     let mut out = Out::open(output)?;
     let (mut rows_n, mut rejected, mut suppressed) = (0u64, 0u64, 0u64);
-    loop {
-        let rows = reader
-            .next_chunk(CHUNK_ROWS)
-            .with_context(|| format!("cannot read {}", input_name(input)))?;
-        if rows.is_empty() {
-            break;
-        }
-        // The policy applies here too: a turn it does not admit is never tokenized.
-        let admit: Vec<Option<String>> = rows
-            .iter()
-            .map(|r| {
-                r.turn.as_ref().ok().and_then(|t| engine.policy().admit(t)).map(|s| s.reason())
-            })
-            .collect();
-        let texts: Vec<&str> = rows
-            .iter()
-            .zip(&admit)
-            .filter_map(|(r, a)| {
-                r.turn.as_ref().ok().filter(|_| a.is_none()).map(|t| t.text.as_str())
-            })
-            .collect();
-        let e = engine.embed(&texts)?;
-        let mut j = 0;
-        for (r, a) in rows.iter().zip(&admit) {
-            rows_n += 1;
-            let v = match (&r.turn, a) {
-                (Ok(t), None) => {
-                    let v = serde_json::json!({"id": t.id, "embedding": e.row(j), "tokens": e.tokens[j], "windows": e.windows[j]});
-                    j += 1;
-                    v
-                }
-                (Ok(t), Some(reason)) => {
-                    suppressed += 1;
-                    serde_json::json!({"id": t.id, "embedding": null, "reason": reason})
-                }
-                (Err(rej), _) => {
-                    rejected += 1;
-                    serde_json::json!({"id": rej.id, "embedding": null, "reason": format!("rejected:{}", rej.reason.code())})
-                }
-            };
-            serde_json::to_writer(&mut out.w, &v)?;
-            out.w.write_all(b"\n")?;
+    for input in &inputs {
+        let mut src = Source::open(input, &opts, CHUNK_ROWS)?;
+        loop {
+            let rows = src.next_chunk(CHUNK_ROWS)?;
+            if rows.is_empty() {
+                break;
+            }
+            // The policy applies here too: a turn it does not admit is never tokenized.
+            let admit: Vec<Option<String>> = rows
+                .iter()
+                .map(|r| {
+                    r.turn.as_ref().ok().and_then(|t| engine.policy().admit(t)).map(|s| s.reason())
+                })
+                .collect();
+            let texts: Vec<&str> = rows
+                .iter()
+                .zip(&admit)
+                .filter_map(|(r, a)| {
+                    r.turn.as_ref().ok().filter(|_| a.is_none()).map(|t| t.text.as_str())
+                })
+                .collect();
+            let e = engine.embed(&texts)?;
+            let mut j = 0;
+            for (r, a) in rows.iter().zip(&admit) {
+                rows_n += 1;
+                let v = match (&r.turn, a) {
+                    (Ok(t), None) => {
+                        let v = serde_json::json!({"id": t.id, "embedding": e.row(j), "tokens": e.tokens[j], "windows": e.windows[j]});
+                        j += 1;
+                        v
+                    }
+                    (Ok(t), Some(reason)) => {
+                        suppressed += 1;
+                        serde_json::json!({"id": t.id, "embedding": null, "reason": reason})
+                    }
+                    (Err(rej), _) => {
+                        rejected += 1;
+                        serde_json::json!({"id": rej.id, "embedding": null, "reason": format!("rejected:{}", rej.reason.code())})
+                    }
+                };
+                serde_json::to_writer(&mut out.w, &v)?;
+                out.w.write_all(b"\n")?;
+            }
         }
     }
     out.finish()?;

@@ -6,6 +6,7 @@
 
 mod cmd;
 mod sink;
+mod source;
 mod train;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -16,6 +17,7 @@ const AFTER_HELP: &str = "\
 Examples:
   turnscore score examples/turns.jsonl                 score with the bundled model, JSONL to stdout
   turnscore score turns.jsonl -o scores.parquet        write Parquet (format from the extension)
+  turnscore score 'logs/*.jsonl.zst' --text-col message --rejects rejects.jsonl
   turnscore embed turns.jsonl -o vectors.jsonl         pooled vectors, one per turn
   turnscore inspect                                    describe the bundled model
   turnscore convert ./my-bert -o my-bert.tsm           convert a Hugging Face checkpoint
@@ -65,9 +67,54 @@ struct Common {
     /// less.
     #[arg(long, value_name = "N", global = true)]
     window: Option<usize>,
+}
+
+/// How input rows are read.
+#[derive(Args, Debug, Clone)]
+struct ReadArgs {
+    /// Input files (JSONL, optionally .gz or .zst; .parquet; .arrow/.arrows IPC), globs such as
+    /// 'logs/*.jsonl.zst', or - for standard input. Read in the order given.
+    #[arg(required = true, value_name = "INPUT")]
+    inputs: Vec<String>,
+    /// Input format for every input (default: from each file's extension; JSONL for stdin).
+    #[arg(long, value_enum)]
+    input_format: Option<source::InFormat>,
     /// Reject turns whose text is longer than this many bytes (`rejected:too_long`).
-    #[arg(long, value_name = "N", default_value_t = 100_000, global = true)]
+    #[arg(long, value_name = "N", default_value_t = 100_000)]
     max_bytes: usize,
+    /// Input column (JSON key) holding the row id.
+    #[arg(long, value_name = "NAME", default_value = "id")]
+    id_col: String,
+    /// Input column holding the message text.
+    #[arg(long, value_name = "NAME", default_value = "text")]
+    text_col: String,
+    /// Input column holding the user id.
+    #[arg(long, value_name = "NAME", default_value = "user_id")]
+    user_col: String,
+    /// Input column holding the conversation id.
+    #[arg(long, value_name = "NAME", default_value = "conversation_id")]
+    conversation_col: String,
+    /// Input column holding the turn's index in its conversation.
+    #[arg(long, value_name = "NAME", default_value = "turn")]
+    turn_col: String,
+    /// Input column holding the role (user | assistant).
+    #[arg(long, value_name = "NAME", default_value = "role")]
+    role_col: String,
+    /// Input column holding the ISO 3166-1 alpha-2 region.
+    #[arg(long, value_name = "NAME", default_value = "region")]
+    region_col: String,
+    /// Input column holding consent to ad use (boolean).
+    #[arg(long, value_name = "NAME", default_value = "consent_ads")]
+    consent_col: String,
+    /// Input column saying whether the subject is a minor (boolean).
+    #[arg(long, value_name = "NAME", default_value = "is_minor")]
+    minor_col: String,
+    /// Input column saying whether the account is linked (boolean).
+    #[arg(long, value_name = "NAME", default_value = "account_linked")]
+    linked_col: String,
+    /// Input column holding the timestamp.
+    #[arg(long, value_name = "NAME", default_value = "ts")]
+    ts_col: String,
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
@@ -96,8 +143,8 @@ enum Command {
     /// Blank lines are skipped and counted.
     #[command(after_help = "Example:\n  turnscore score examples/turns.jsonl -o - | head -3")]
     Score {
-        /// JSONL file of turns, or - for standard input.
-        input: PathBuf,
+        #[command(flatten)]
+        read: ReadArgs,
         /// Output file, or - for standard output.
         #[arg(short, long, value_name = "PATH", default_value = "-")]
         output: PathBuf,
@@ -105,7 +152,13 @@ enum Command {
         /// for standard output.
         #[arg(long)]
         format: Option<Format>,
-        /// Suppress the summary line on standard error.
+        /// Write a report of rejected rows here (JSONL: input, line, id, reason; never text).
+        #[arg(long, value_name = "FILE")]
+        rejects: Option<PathBuf>,
+        /// Fail the job at the first rejected row (exit 1, no output written).
+        #[arg(long)]
+        strict: bool,
+        /// No progress bar and no summary on standard error.
         #[arg(short, long)]
         quiet: bool,
         #[command(flatten)]
@@ -116,8 +169,8 @@ enum Command {
     /// Turns the policy does not admit, and rejected rows, get "embedding": null and a "reason"
     /// (the policy applies as for `score`: such turns are never tokenized).
     Embed {
-        /// JSONL file of turns, or - for standard input.
-        input: PathBuf,
+        #[command(flatten)]
+        read: ReadArgs,
         /// Output file, or - for standard output.
         #[arg(short, long, value_name = "PATH", default_value = "-")]
         output: PathBuf,

@@ -35,8 +35,12 @@ impl Out {
         self.w.flush().context("cannot write output")?;
         drop(std::mem::replace(&mut self.w, Box::new(std::io::sink())));
         if let Some((tmp, path)) = self.target.take() {
-            std::fs::rename(&tmp, &path)
-                .with_context(|| format!("cannot move output into place at {}", path.display()))?;
+            if let Err(e) = std::fs::rename(&tmp, &path) {
+                let _ = std::fs::remove_file(&tmp);
+                return Err(e).with_context(|| {
+                    format!("cannot move output into place at {}", path.display())
+                });
+            }
         }
         Ok(())
     }
@@ -57,48 +61,68 @@ pub fn format_for(path: &Path, format: Option<Format>) -> Format {
     })
 }
 
-pub enum Sink {
-    Jsonl(arrow_json::LineDelimitedWriter<Box<dyn Write + Send>>, Option<(PathBuf, PathBuf)>),
-    Parquet(ArrowWriter<Box<dyn Write + Send>>, Option<(PathBuf, PathBuf)>),
+/// Deletes a temporary output file unless the job finished: a failed job leaves nothing behind.
+struct Guard(Option<(PathBuf, PathBuf)>);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        if let Some((tmp, _)) = &self.0 {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+}
+
+enum Writer {
+    Jsonl(arrow_json::LineDelimitedWriter<Box<dyn Write + Send>>),
+    Parquet(ArrowWriter<Box<dyn Write + Send>>),
+}
+
+/// Record batches to JSONL or Parquet.
+pub struct Sink {
+    w: Writer,
+    guard: Guard,
 }
 
 impl Sink {
     pub fn new(out: Out, format: Format, schema: SchemaRef) -> Result<Sink> {
         let mut out = out;
         let target = out.target.take();
+        let guard = Guard(target);
         let w = std::mem::replace(&mut out.w, Box::new(std::io::sink()));
-        Ok(match format {
+        let w = match format {
+            // Explicit nulls: every line has every column, so consumers see one shape.
             Format::Jsonl => {
-                // Explicit nulls: every line has every column, so consumers see one shape.
-                let w = arrow_json::WriterBuilder::new().with_explicit_nulls(true).build(w);
-                Sink::Jsonl(w, target)
+                Writer::Jsonl(arrow_json::WriterBuilder::new().with_explicit_nulls(true).build(w))
             }
             Format::Parquet => {
                 let props = WriterProperties::builder()
                     .set_compression(Compression::ZSTD(ZstdLevel::default()))
                     .build();
-                Sink::Parquet(ArrowWriter::try_new(w, schema, Some(props))?, target)
+                Writer::Parquet(ArrowWriter::try_new(w, schema, Some(props))?)
             }
-        })
+        };
+        Ok(Sink { w, guard })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
-        match self {
-            Sink::Jsonl(w, _) => w.write(batch).context("cannot write JSONL output")?,
-            Sink::Parquet(w, _) => w.write(batch).context("cannot write Parquet output")?,
+        match &mut self.w {
+            Writer::Jsonl(w) => w.write(batch).context("cannot write JSONL output")?,
+            Writer::Parquet(w) => w.write(batch).context("cannot write Parquet output")?,
         }
         Ok(())
     }
 
     pub fn finish(self) -> Result<()> {
-        let (mut w, target) = match self {
-            Sink::Jsonl(mut j, t) => {
+        let Sink { w, mut guard } = self;
+        let mut w = match w {
+            Writer::Jsonl(mut j) => {
                 j.finish()?;
-                (j.into_inner(), t)
+                j.into_inner()
             }
-            Sink::Parquet(p, t) => (p.into_inner().context("cannot finish Parquet output")?, t),
+            Writer::Parquet(p) => p.into_inner().context("cannot finish Parquet output")?,
         };
         w.flush().context("cannot write output")?;
-        Out { w, target }.finish()
+        // Out::finish renames into place, and removes the temporary file if that fails.
+        Out { w, target: guard.0.take() }.finish()
     }
 }

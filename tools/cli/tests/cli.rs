@@ -330,3 +330,172 @@ fn broken_pipe_is_not_an_error() {
     let o = child.wait_with_output().unwrap();
     assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+/// Six turns (one bad) as JSON lines, with the admit fields under their default names.
+fn six_turns() -> Vec<serde_json::Value> {
+    let ok = serde_json::json!({"role":"user","region":"US","consent_ads":true,"is_minor":false,"account_linked":true});
+    let texts = [
+        "cheap flights to Lisbon in May",
+        "my doctor thinks I have asthma",
+        "",
+        "best budget gaming laptop",
+        "how to make sourdough bread",
+        "which credit card has no annual fee",
+    ];
+    texts
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let mut v = ok.clone();
+            v["msg_id"] = format!("m{i}").into();
+            v["message"] = (*t).into();
+            v
+        })
+        .collect()
+}
+
+fn write_jsonl(rows: &[serde_json::Value]) -> Vec<u8> {
+    rows.iter().map(|r| format!("{r}\n")).collect::<String>().into_bytes()
+}
+
+fn batch_of(rows: &[serde_json::Value]) -> arrow_array::RecordBatch {
+    use arrow_array::{ArrayRef, BooleanArray, StringArray};
+    use std::sync::Arc;
+    let s = |k: &str| -> ArrayRef {
+        Arc::new(StringArray::from(
+            rows.iter().map(|r| r[k].as_str().map(str::to_string)).collect::<Vec<_>>(),
+        ))
+    };
+    let b = |k: &str| -> ArrayRef {
+        Arc::new(BooleanArray::from(rows.iter().map(|r| r[k].as_bool()).collect::<Vec<_>>()))
+    };
+    arrow_array::RecordBatch::try_from_iter(vec![
+        ("msg_id", s("msg_id")),
+        ("message", s("message")),
+        ("role", s("role")),
+        ("region", s("region")),
+        ("consent_ads", b("consent_ads")),
+        ("is_minor", b("is_minor")),
+        ("account_linked", b("account_linked")),
+    ])
+    .unwrap()
+}
+
+#[test]
+fn every_input_format_gives_the_same_rows() {
+    let dir = tempfile::tempdir().unwrap();
+    let rows = six_turns();
+    let plain = write_jsonl(&rows);
+    let d = |n: &str| dir.path().join(n);
+    std::fs::write(d("a.jsonl"), &plain).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&plain).unwrap();
+    std::fs::write(d("b.jsonl.gz"), gz.finish().unwrap()).unwrap();
+    std::fs::write(d("c.jsonl.zst"), zstd::encode_all(&plain[..], 3).unwrap()).unwrap();
+    let batch = batch_of(&rows);
+    let mut pq = parquet::arrow::ArrowWriter::try_new(
+        std::fs::File::create(d("d.parquet")).unwrap(),
+        batch.schema(),
+        None,
+    )
+    .unwrap();
+    pq.write(&batch).unwrap();
+    pq.close().unwrap();
+    let mut f = arrow_ipc::writer::FileWriter::try_new(
+        std::fs::File::create(d("e.arrow")).unwrap(),
+        &batch.schema(),
+    )
+    .unwrap();
+    f.write(&batch).unwrap();
+    f.finish().unwrap();
+    let mut st = arrow_ipc::writer::StreamWriter::try_new(
+        std::fs::File::create(d("f.arrows")).unwrap(),
+        &batch.schema(),
+    )
+    .unwrap();
+    st.write(&batch).unwrap();
+    st.finish().unwrap();
+    let map = ["--id-col", "msg_id", "--text-col", "message", "--threads", "1"];
+    let run = |inputs: &[&str]| {
+        let mut args = vec!["score"];
+        args.extend_from_slice(inputs);
+        args.extend_from_slice(&map);
+        let o = turnscore(&args, None);
+        assert!(o.status.success(), "{inputs:?}: {}", String::from_utf8_lossy(&o.stderr));
+        lines(&o)
+    };
+    let want = run(&[d("a.jsonl").to_str().unwrap()]);
+    assert_eq!(want.len(), 6);
+    assert_eq!(want[2]["reason"], "rejected:empty_text");
+    assert_eq!(want[0]["id"], "m0");
+    for f in ["b.jsonl.gz", "c.jsonl.zst", "d.parquet", "e.arrow", "f.arrows"] {
+        assert_eq!(run(&[d(f).to_str().unwrap()]), want, "{f} differs from plain JSONL");
+    }
+    // A glob reads its matches in sorted order; several inputs are read in turn.
+    let glob = format!("{}/*.jsonl*", dir.path().display());
+    let all = run(&[&glob, d("d.parquet").to_str().unwrap()]);
+    assert_eq!(all.len(), 24);
+    assert_eq!(&all[18..], &want[..]);
+    let o = turnscore(&["score", &format!("{}/*.nothing", dir.path().display())], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("no input file matches"));
+    // A mapped column of the wrong type is an error naming it.
+    let o = turnscore(
+        &[
+            "score",
+            d("d.parquet").to_str().unwrap(),
+            "--id-col",
+            "msg_id",
+            "--text-col",
+            "consent_ads",
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("\"consent_ads\""),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+#[test]
+fn rejects_report_and_strict_mode() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, write_jsonl(&six_turns())).unwrap();
+    let rej = dir.path().join("rejects.jsonl");
+    let out = dir.path().join("out.jsonl");
+    let map = ["--id-col", "msg_id", "--text-col", "message"];
+    let mut args = vec![
+        "score",
+        input.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--rejects",
+        rej.to_str().unwrap(),
+    ];
+    args.extend_from_slice(&map);
+    let o = turnscore(&args, None);
+    assert!(o.status.success());
+    let report: Vec<serde_json::Value> = std::fs::read_to_string(&rej)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(report.len(), 1);
+    assert_eq!((report[0]["line"].as_u64(), report[0]["id"].as_str()), (Some(3), Some("m2")));
+    assert_eq!(report[0]["reason"], "rejected:empty_text");
+    assert!(report[0]["input"].as_str().unwrap().ends_with("in.jsonl"));
+    // --strict: the first bad row fails the job, naming file and line; no output is left.
+    let out2 = dir.path().join("strict.jsonl");
+    let mut args = vec!["score", input.to_str().unwrap(), "-o", out2.to_str().unwrap(), "--strict"];
+    args.extend_from_slice(&map);
+    let o = turnscore(&args, None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("in.jsonl line 3") && err.contains("rejected:empty_text"), "{err}");
+    assert!(!out2.exists(), "a failed job leaves no output");
+    let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
+    assert_eq!(leftovers, 3, "no temporary files are left behind");
+}

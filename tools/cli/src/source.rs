@@ -1,0 +1,251 @@
+//! Input sources: JSONL (plain, gzip, zstd), Parquet and Arrow IPC files, several files or globs,
+//! or standard input, read in bounded chunks of rows.
+
+use anyhow::{bail, Context, Result};
+use arrow_array::RecordBatch;
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use turnscore::input::{rows_from_batch, JsonlReader, ReadOptions, Row};
+
+/// The format of one input.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum InFormat {
+    /// JSON lines; `.gz` and `.zst` files are decompressed.
+    Jsonl,
+    /// Apache Parquet.
+    Parquet,
+    /// Arrow IPC, file or stream format.
+    Arrow,
+}
+
+/// One input to read.
+#[derive(Clone, Debug)]
+pub struct Input {
+    /// The path, or `-` for standard input.
+    pub path: PathBuf,
+    /// Its format.
+    pub format: InFormat,
+    /// Its size in bytes (None for standard input).
+    pub size: Option<u64>,
+}
+
+impl Input {
+    /// A name for messages.
+    pub fn name(&self) -> String {
+        if self.is_stdin() {
+            "<stdin>".into()
+        } else {
+            self.path.display().to_string()
+        }
+    }
+    fn is_stdin(&self) -> bool {
+        self.path == Path::new("-")
+    }
+}
+
+fn format_of(path: &Path) -> InFormat {
+    let name = path.file_name().map(|n| n.to_string_lossy().to_lowercase()).unwrap_or_default();
+    let name = name.trim_end_matches(".gz").trim_end_matches(".zst");
+    if name.ends_with(".parquet") || name.ends_with(".pq") {
+        InFormat::Parquet
+    } else if name.ends_with(".arrow")
+        || name.ends_with(".arrows")
+        || name.ends_with(".ipc")
+        || name.ends_with(".feather")
+    {
+        InFormat::Arrow
+    } else {
+        InFormat::Jsonl
+    }
+}
+
+/// Expands paths and globs into inputs, in the order given (each glob's matches sorted).
+///
+/// # Errors
+/// A missing file, a glob that matches nothing, or `-` given more than once.
+pub fn expand(args: &[String], forced: Option<InFormat>) -> Result<Vec<Input>> {
+    let mut out = Vec::new();
+    for a in args {
+        if a == "-" {
+            if out.iter().any(Input::is_stdin) {
+                bail!("standard input (-) can be read only once");
+            }
+            out.push(Input {
+                path: "-".into(),
+                format: forced.unwrap_or(InFormat::Jsonl),
+                size: None,
+            });
+            continue;
+        }
+        let paths: Vec<PathBuf> = if a.contains(['*', '?', '[']) {
+            let mut v: Vec<PathBuf> = glob::glob(a)
+                .with_context(|| format!("bad glob pattern {a:?}"))?
+                .collect::<Result<_, _>>()
+                .with_context(|| format!("cannot read a match of {a:?}"))?;
+            v.sort();
+            if v.is_empty() {
+                bail!("no input file matches {a:?}");
+            }
+            v
+        } else {
+            vec![PathBuf::from(a)]
+        };
+        for p in paths {
+            let md = std::fs::metadata(&p)
+                .with_context(|| format!("cannot open input {}", p.display()))?;
+            if md.is_dir() {
+                bail!(
+                    "input {} is a directory; give files or a glob such as '{}/*.jsonl'",
+                    p.display(),
+                    p.display()
+                );
+            }
+            let format = forced.unwrap_or_else(|| format_of(&p));
+            out.push(Input { path: p, format, size: Some(md.len()) });
+        }
+    }
+    if out.is_empty() {
+        bail!("no input given");
+    }
+    Ok(out)
+}
+
+/// Counts bytes read from the underlying file (compressed bytes for compressed input).
+struct Counting<R> {
+    inner: R,
+    n: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for Counting<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let k = self.inner.read(buf)?;
+        self.n.fetch_add(k as u64, Ordering::Relaxed);
+        Ok(k)
+    }
+}
+
+enum Kind {
+    Jsonl(Box<JsonlReader<Box<dyn BufRead>>>),
+    Batches(Box<dyn Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>>>, u64),
+}
+
+/// Reads one input in chunks of rows.
+pub struct Source {
+    kind: Kind,
+    name: String,
+    opts: ReadOptions,
+    /// Bytes consumed from the file so far (for progress).
+    pub bytes: Arc<AtomicU64>,
+}
+
+impl Source {
+    /// Opens an input.
+    ///
+    /// # Errors
+    /// The file cannot be opened or is not of its format.
+    pub fn open(input: &Input, opts: &ReadOptions, chunk_rows: usize) -> Result<Source> {
+        let name = input.name();
+        let bytes = Arc::new(AtomicU64::new(0));
+        let raw: Box<dyn Read> = if input.is_stdin() {
+            Box::new(std::io::stdin())
+        } else {
+            Box::new(
+                std::fs::File::open(&input.path)
+                    .with_context(|| format!("cannot open input {name}"))?,
+            )
+        };
+        let counted = Counting { inner: raw, n: bytes.clone() };
+        let kind = match input.format {
+            InFormat::Jsonl => {
+                let lower = name.to_lowercase();
+                let r: Box<dyn BufRead> = if lower.ends_with(".gz") {
+                    Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(
+                        counted,
+                    ))))
+                } else if lower.ends_with(".zst") {
+                    let d = zstd::stream::read::Decoder::new(counted)
+                        .with_context(|| format!("{name}: not a zstd stream"))?;
+                    Box::new(BufReader::with_capacity(1 << 20, d))
+                } else {
+                    Box::new(BufReader::with_capacity(1 << 20, counted))
+                };
+                Kind::Jsonl(Box::new(JsonlReader::new(r).with_options(opts.clone())))
+            }
+            InFormat::Parquet => {
+                if input.is_stdin() {
+                    bail!(
+                        "Parquet cannot be read from standard input (it needs a file to seek in)"
+                    );
+                }
+                let f = std::fs::File::open(&input.path)
+                    .with_context(|| format!("cannot open input {name}"))?;
+                bytes.store(input.size.unwrap_or(0) / 2, Ordering::Relaxed);
+                let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                    .with_context(|| format!("{name}: not a Parquet file"))?
+                    .with_batch_size(chunk_rows)
+                    .build()
+                    .with_context(|| format!("{name}: cannot read Parquet"))?;
+                Kind::Batches(Box::new(r), 1)
+            }
+            InFormat::Arrow => {
+                let mut br = BufReader::new(counted);
+                let is_file = br.fill_buf().map(|b| b.starts_with(b"ARROW1")).unwrap_or(false);
+                let it: Box<dyn Iterator<Item = _>> = if is_file {
+                    if input.is_stdin() {
+                        bail!("the Arrow IPC file format cannot be read from standard input; use the stream format");
+                    }
+                    let f = std::fs::File::open(&input.path)?;
+                    Box::new(
+                        arrow_ipc::reader::FileReader::try_new(f, None)
+                            .with_context(|| format!("{name}: not an Arrow IPC file"))?,
+                    )
+                } else {
+                    Box::new(
+                        arrow_ipc::reader::StreamReader::try_new(br, None)
+                            .with_context(|| format!("{name}: not an Arrow IPC stream or file"))?,
+                    )
+                };
+                Kind::Batches(it, 1)
+            }
+        };
+        Ok(Source { kind, name, opts: opts.clone(), bytes })
+    }
+
+    /// The input's name, for messages.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Blank lines skipped (JSONL only).
+    pub fn blank_lines(&self) -> u64 {
+        match &self.kind {
+            Kind::Jsonl(r) => r.blank_lines(),
+            Kind::Batches(..) => 0,
+        }
+    }
+
+    /// The next rows (up to `max` for JSONL, one record batch for columnar input); empty at the
+    /// end of the input.
+    ///
+    /// # Errors
+    /// An I/O or decoding error, naming the input.
+    pub fn next_chunk(&mut self, max: usize) -> Result<Vec<Row>> {
+        match &mut self.kind {
+            Kind::Jsonl(r) => {
+                r.next_chunk(max).with_context(|| format!("cannot read {}", self.name))
+            }
+            Kind::Batches(it, next) => match it.next() {
+                None => Ok(Vec::new()),
+                Some(b) => {
+                    let b = b.with_context(|| format!("cannot read {}", self.name))?;
+                    let rows = rows_from_batch(&b, *next, &self.opts)
+                        .with_context(|| format!("input {}", self.name))?;
+                    *next += b.num_rows() as u64;
+                    Ok(rows)
+                }
+            },
+        }
+    }
+}
