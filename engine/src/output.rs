@@ -46,15 +46,23 @@ fn struct_fields(labels: &[LabelMeta]) -> Fields {
     labels.iter().map(|l| Field::new(&l.name, DataType::Float32, true)).collect()
 }
 
-/// The output schema for a model's label vocabularies.
+/// The output schema for a model's label vocabularies. A model without a head (no labels in a
+/// vocabulary) has no `topics` or `sensitive` column: an empty struct carries no data, and
+/// Parquet cannot store one.
 pub fn schema(topics: &[LabelMeta], sensitive: &[LabelMeta]) -> SchemaRef {
     let list = DataType::List(Arc::new(Field::new("item", DataType::Utf8, true)));
-    Arc::new(Schema::new(vec![
+    let mut fields = vec![
         Field::new("id", DataType::Utf8, true),
         Field::new("user_id", DataType::Utf8, true),
         Field::new("conversation_id", DataType::Utf8, true),
-        Field::new("topics", DataType::Struct(struct_fields(topics)), true),
-        Field::new("sensitive", DataType::Struct(struct_fields(sensitive)), true),
+    ];
+    if !topics.is_empty() {
+        fields.push(Field::new("topics", DataType::Struct(struct_fields(topics)), true));
+    }
+    if !sensitive.is_empty() {
+        fields.push(Field::new("sensitive", DataType::Struct(struct_fields(sensitive)), true));
+    }
+    fields.extend([
         Field::new("interests", list.clone(), false),
         Field::new("sensitive_hits", list, false),
         Field::new("ad_eligible", DataType::Boolean, false),
@@ -65,7 +73,8 @@ pub fn schema(topics: &[LabelMeta], sensitive: &[LabelMeta]) -> SchemaRef {
         ),
         Field::new("tokens", DataType::UInt32, true),
         Field::new("windows", DataType::UInt32, true),
-    ]))
+    ]);
+    Arc::new(Schema::new(fields))
 }
 
 /// Labels of `scores` that are on: trained and at or above their threshold.
@@ -119,9 +128,6 @@ fn score_struct(
             Arc::new(Float32Array::new(c.into(), Some(n))) as ArrayRef
         })
         .collect();
-    if labels.is_empty() {
-        return Arc::new(StructArray::new_empty_fields(valid.len(), Some(nulls)));
-    }
     Arc::new(StructArray::new(struct_fields(labels), arrays, Some(nulls)))
 }
 
@@ -209,19 +215,22 @@ pub fn build_batch(
             }
         }
     }
-    let columns: Vec<ArrayRef> = vec![
-        Arc::new(id.finish()),
-        Arc::new(user.finish()),
-        Arc::new(conv.finish()),
-        score_struct(topics, tcols, &tvalid, &proxy),
-        score_struct(sensitive, scols, &svalid, &vec![false; sensitive.len()]),
+    let mut columns: Vec<ArrayRef> =
+        vec![Arc::new(id.finish()), Arc::new(user.finish()), Arc::new(conv.finish())];
+    if !topics.is_empty() {
+        columns.push(score_struct(topics, tcols, &tvalid, &proxy));
+    }
+    if !sensitive.is_empty() {
+        columns.push(score_struct(sensitive, scols, &svalid, &vec![false; sensitive.len()]));
+    }
+    columns.extend::<[ArrayRef; 6]>([
         Arc::new(interests.finish()),
         Arc::new(shits.finish()),
         Arc::new(elig.finish()),
         Arc::new(reason.finish()),
         Arc::new(tokens.finish()),
         Arc::new(windows.finish()),
-    ];
+    ]);
     Ok(RecordBatch::try_new(schema(topics, sensitive), columns)?)
 }
 

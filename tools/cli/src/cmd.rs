@@ -1,11 +1,14 @@
 //! The commands. No engine logic lives here: parse flags, call the engine, write, report.
 
+use crate::job::{Position, ShardDir};
 use crate::sink::{format_for, Out, Sink};
 use crate::source::{expand, Input, Source};
+use crate::Format;
 use crate::ReadArgs;
 use crate::{Command, Common};
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
+use std::collections::BTreeMap;
 use std::io::IsTerminal;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -19,8 +22,34 @@ const CHUNK_ROWS: usize = 1024;
 
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
-        Command::Score { read, output, format, rejects, strict, quiet, common } => {
-            score(&read, &output, format, rejects.as_deref(), strict, quiet, &common)
+        Command::Score {
+            read,
+            output,
+            format,
+            rejects,
+            strict,
+            quiet,
+            overwrite,
+            shard_rows,
+            common,
+        } => {
+            let dir = is_dir_target(&output);
+            let settings = ScoreSettings {
+                output: &output,
+                format: format.unwrap_or_else(|| {
+                    if dir {
+                        Format::Parquet
+                    } else {
+                        format_for(&output, None)
+                    }
+                }),
+                rejects: rejects.as_deref(),
+                strict,
+                quiet,
+                overwrite,
+                shard_rows: shard_rows.max(1),
+            };
+            score(&read, &settings, &common)
         }
         Command::Embed { read, output, quiet, common } => embed(&read, &output, quiet, &common),
         Command::Inspect { model, json } => inspect(model, json),
@@ -134,54 +163,175 @@ fn progress(inputs: &[Input], quiet: bool) -> ProgressBar {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn score(
-    read: &ReadArgs,
-    output: &Path,
-    format: Option<crate::Format>,
-    rejects: Option<&Path>,
-    strict: bool,
-    quiet: bool,
-    c: &Common,
-) -> Result<()> {
+/// Where `score` writes.
+enum Dest {
+    /// One file or stdout, and an optional rejects report.
+    Single(Sink, Option<Out>),
+    /// A directory of shards (resumable).
+    Dir(ShardDir),
+}
+
+fn is_dir_target(output: &Path) -> bool {
+    output.to_string_lossy().ends_with('/') || output.is_dir()
+}
+
+/// What identifies a job for resuming: inputs (path, size, modification time), model, policy and
+/// every setting that changes the output.
+fn fingerprint(
+    inputs: &[Input],
+    engine: &Engine,
+    opts: &ReadOptions,
+    s: &ScoreSettings<'_>,
+) -> String {
+    let ins: Vec<serde_json::Value> = inputs
+        .iter()
+        .map(|i| {
+            let mtime = std::fs::metadata(&i.path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                .map(|d| d.as_nanos().to_string());
+            serde_json::json!({"path": i.path.display().to_string(), "bytes": i.size, "mtime": mtime})
+        })
+        .collect();
+    let v = serde_json::json!({
+        "engine": env!("CARGO_PKG_VERSION"),
+        "inputs": ins,
+        "model": engine.model().sha256(),
+        "policy": engine.policy().sha256(),
+        "read": format!("{opts:?}"),
+        "window": engine.window(),
+        "stride": engine.stride(),
+        "shard_rows": s.shard_rows,
+        "format": format!("{:?}", s.format),
+    });
+    turnscore::format::hex_sha256(v.to_string().as_bytes())
+}
+
+/// Settings of one `score` job.
+pub struct ScoreSettings<'a> {
+    pub output: &'a Path,
+    pub format: crate::Format,
+    pub rejects: Option<&'a Path>,
+    pub strict: bool,
+    pub quiet: bool,
+    pub overwrite: bool,
+    pub shard_rows: u64,
+}
+
+fn manifest(
+    engine: &Engine,
+    inputs: &[Input],
+    by_reason: &BTreeMap<String, u64>,
+    blank: u64,
+) -> serde_json::Value {
+    let m = engine.model();
+    let p = engine.policy();
+    serde_json::json!({
+        "engine": format!("turnscore {}", env!("CARGO_PKG_VERSION")),
+        "model": {
+            "id": m.meta().model_id,
+            "sha256": m.sha256(),
+            "quantization": m.meta().quantization,
+            "format_version": turnscore::format::FORMAT_VERSION,
+            "tokenizer_sha256": m.meta().tokenizer.sha256,
+        },
+        "labels": {"topics": engine.topic_labels(), "sensitive": engine.sensitive_labels()},
+        "policy": {"version": p.version, "sha256": p.sha256(), "config": p},
+        "window": engine.window(),
+        "stride": engine.stride(),
+        "inputs": inputs.iter().map(|i| serde_json::json!({"path": i.name(), "bytes": i.size})).collect::<Vec<_>>(),
+        "rows": by_reason.values().sum::<u64>(),
+        "counts_by_reason": by_reason,
+        "blank_lines_skipped": blank,
+    })
+}
+
+fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
     let inputs = expand(&read.inputs, read.input_format)?;
     let engine = open_engine(c)?;
     let opts = read_options(read);
     let schema = turnscore::output::schema(engine.topic_labels(), engine.sensitive_labels());
-    let mut sink = Sink::new(Out::open(output)?, format_for(output, format), schema)?;
-    let mut rej_out = rejects.map(Out::open).transpose()?;
-    let mut by_reason = std::collections::BTreeMap::<String, u64>::new();
+    let mut by_reason = BTreeMap::<String, u64>::new();
+    let mut start = Position::default();
+    let mut blank_before = 0u64;
+    let mut dest = if is_dir_target(s.output) {
+        let fp = fingerprint(&inputs, &engine, &opts, s);
+        let (dir, resumed) =
+            ShardDir::open(s.output, s.format, schema, s.shard_rows, &fp, s.overwrite, s.rejects)?;
+        if resumed {
+            start = dir.progress.position;
+            by_reason = dir.progress.by_reason.clone();
+            blank_before = dir.progress.blank_before;
+            if !s.quiet {
+                eprintln!(
+                    "turnscore: resuming the interrupted job in {}: {} shards, {} rows already committed",
+                    s.output.display(),
+                    dir.progress.shards.len(),
+                    by_reason.values().sum::<u64>()
+                );
+            }
+        }
+        Dest::Dir(dir)
+    } else {
+        if s.output != Path::new("-") && s.output.exists() && !s.overwrite {
+            bail!("{} exists; pass --overwrite to replace it", s.output.display());
+        }
+        let sink = Sink::new(Out::open(s.output)?, s.format, schema)?;
+        Dest::Single(sink, s.rejects.map(Out::open).transpose()?)
+    };
     let mut missing = Missing::default();
-    let mut blank = 0u64;
     let started = std::time::Instant::now();
-    let bar = progress(&inputs, quiet);
-    let mut done_bytes = 0u64;
-    for input in &inputs {
+    let bar = progress(&inputs, s.quiet);
+    let mut done_bytes: u64 =
+        inputs[..start.input.min(inputs.len())].iter().filter_map(|i| i.size).sum();
+    let mut pos = start;
+    let mut scored_now = 0u64;
+    for (ii, input) in inputs.iter().enumerate().skip(start.input) {
         let mut src = Source::open(input, &opts, CHUNK_ROWS)?;
+        if ii == start.input && start.row > 0 {
+            src.skip_rows(start.row)?;
+        }
+        pos = Position { input: ii, row: if ii == start.input { start.row } else { 0 } };
         loop {
-            let rows = src.next_chunk(CHUNK_ROWS)?;
+            let limit = match &dest {
+                Dest::Dir(d) => d.chunk_limit(CHUNK_ROWS),
+                Dest::Single(..) => CHUNK_ROWS,
+            };
+            let rows = src.next_chunk(limit)?;
             if rows.is_empty() {
                 break;
             }
+            pos.row += rows.len() as u64;
             for r in &rows {
                 if let Err(rej) = &r.turn {
-                    if strict {
+                    if s.strict {
                         bar.finish_and_clear();
                         bail!(
-                            "{} line {}: row rejected (rejected:{}{}); --strict stops the job, no output was written",
+                            "{} line {}: row rejected (rejected:{}{}); --strict stops the job{}",
                             src.name(),
                             r.line,
                             rej.reason.code(),
-                            rej.id.as_ref().map(|i| format!(", id {i:?}")).unwrap_or_default()
+                            rej.id.as_ref().map(|i| format!(", id {i:?}")).unwrap_or_default(),
+                            if matches!(dest, Dest::Dir(_)) {
+                                ""
+                            } else {
+                                ", no output was written"
+                            }
                         );
                     }
-                    if let Some(w) = rej_out.as_mut() {
+                    let w: Option<&mut dyn Write> = match &mut dest {
+                        Dest::Dir(d) => Some(d.rejects()),
+                        Dest::Single(_, Some(o)) => Some(&mut o.w),
+                        Dest::Single(_, None) => None,
+                    };
+                    if let Some(w) = w {
                         let v = serde_json::json!({
                             "input": src.name(), "line": r.line, "id": rej.id,
                             "reason": format!("rejected:{}", rej.reason.code()),
                         });
-                        serde_json::to_writer(&mut w.w, &v)?;
-                        w.w.write_all(b"\n")?;
+                        serde_json::to_writer(&mut *w, &v)?;
+                        w.write_all(b"\n")?;
                     }
                 }
             }
@@ -192,32 +342,51 @@ fn score(
             for r in turnscore_reasons(&batch) {
                 *by_reason.entry(r).or_default() += 1;
             }
-            sink.write(&batch)?;
+            scored_now += rows.len() as u64;
+            match &mut dest {
+                Dest::Single(sink, _) => sink.write(&batch)?,
+                Dest::Dir(d) => {
+                    d.write(&batch)?;
+                    d.after_chunk(pos, &by_reason, blank_before)?;
+                }
+            }
             let (total, ok, sens, rej) = tally(&by_reason);
             bar.set_position(done_bytes + src.bytes.load(std::sync::atomic::Ordering::Relaxed));
             bar.set_message(format!(
                 "{total} rows, {:.0}/s, {ok} ad-eligible, {sens} sensitive, {} not admitted, {rej} rejected",
-                total as f64 / started.elapsed().as_secs_f64().max(1e-9),
+                scored_now as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 total - ok - sens - rej
             ));
         }
-        blank += src.blank_lines();
+        blank_before += src.blank_lines();
         done_bytes += input.size.unwrap_or(0);
+        // The next input starts at its row 0.
+        pos = Position { input: ii + 1, row: 0 };
     }
-    sink.finish()?;
-    if let Some(w) = rej_out {
-        w.finish()?;
+    match dest {
+        Dest::Single(sink, rej) => {
+            sink.finish()?;
+            if let Some(w) = rej {
+                w.finish()?;
+            }
+        }
+        Dest::Dir(d) => d.finish(
+            pos,
+            &by_reason,
+            blank_before,
+            manifest(&engine, &inputs, &by_reason, blank_before),
+        )?,
     }
     bar.finish_and_clear();
-    if !quiet {
+    if !s.quiet {
         let secs = started.elapsed().as_secs_f64();
         let (total, ok, sensitive, rejected) = tally(&by_reason);
         let policy = total - ok - sensitive - rejected;
         eprintln!(
-            "turnscore: {total} rows from {} input(s): {ok} ad-eligible, {sensitive} sensitive, {policy} not admitted by policy {:?}, {rejected} rejected; {blank} blank lines skipped; {secs:.1}s, {:.0} rows/s",
+            "turnscore: {total} rows from {} input(s): {ok} ad-eligible, {sensitive} sensitive, {policy} not admitted by policy {:?}, {rejected} rejected; {blank_before} blank lines skipped; {secs:.1}s, {:.0} rows/s",
             inputs.len(),
             engine.policy().version,
-            total as f64 / secs.max(1e-9)
+            scored_now as f64 / secs.max(1e-9)
         );
         let detail: Vec<String> = by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
         eprintln!("turnscore: by reason: {}", detail.join(", "));

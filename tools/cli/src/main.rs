@@ -5,6 +5,7 @@
 #![forbid(unsafe_code)]
 
 mod cmd;
+mod job;
 mod sink;
 mod source;
 mod train;
@@ -123,6 +124,8 @@ enum Format {
     Jsonl,
     /// Apache Parquet (zstd).
     Parquet,
+    /// Arrow IPC file format.
+    Arrow,
 }
 
 #[derive(Subcommand, Debug)]
@@ -145,14 +148,24 @@ enum Command {
     Score {
         #[command(flatten)]
         read: ReadArgs,
-        /// Output file, or - for standard output.
+        /// Output: a file, - for standard output, or a directory (a path ending in / or an
+        /// existing directory) for a sharded, resumable job: part-00000.parquet, ...,
+        /// _rejects.jsonl and _manifest.json, written last.
         #[arg(short, long, value_name = "PATH", default_value = "-")]
         output: PathBuf,
-        /// Output format. Default: from the output file's extension (.parquet, .jsonl), JSONL
-        /// for standard output.
+        /// Output format. Default: from the output file's extension (.parquet, .arrow, .jsonl);
+        /// JSONL for standard output; Parquet (zstd) for a directory.
         #[arg(long)]
         format: Option<Format>,
+        /// Replace a completed output (a file, or a directory with a manifest).
+        #[arg(long)]
+        overwrite: bool,
+        /// Rows per shard when writing a directory. A killed job resumes from its last
+        /// committed shard.
+        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        shard_rows: u64,
         /// Write a report of rejected rows here (JSONL: input, line, id, reason; never text).
+        /// Default for a directory output: DIR/_rejects.jsonl.
         #[arg(long, value_name = "FILE")]
         rejects: Option<PathBuf>,
         /// Fail the job at the first rejected row (exit 1, no output written).

@@ -57,6 +57,7 @@ impl Drop for Out {
 pub fn format_for(path: &Path, format: Option<Format>) -> Format {
     format.unwrap_or_else(|| match path.extension().and_then(|e| e.to_str()) {
         Some("parquet") | Some("pq") => Format::Parquet,
+        Some("arrow") | Some("ipc") | Some("feather") => Format::Arrow,
         _ => Format::Jsonl,
     })
 }
@@ -75,6 +76,7 @@ impl Drop for Guard {
 enum Writer {
     Jsonl(arrow_json::LineDelimitedWriter<Box<dyn Write + Send>>),
     Parquet(ArrowWriter<Box<dyn Write + Send>>),
+    Arrow(arrow_ipc::writer::FileWriter<Box<dyn Write + Send>>),
 }
 
 /// Record batches to JSONL or Parquet.
@@ -100,6 +102,7 @@ impl Sink {
                     .build();
                 Writer::Parquet(ArrowWriter::try_new(w, schema, Some(props))?)
             }
+            Format::Arrow => Writer::Arrow(arrow_ipc::writer::FileWriter::try_new(w, &schema)?),
         };
         Ok(Sink { w, guard })
     }
@@ -108,6 +111,7 @@ impl Sink {
         match &mut self.w {
             Writer::Jsonl(w) => w.write(batch).context("cannot write JSONL output")?,
             Writer::Parquet(w) => w.write(batch).context("cannot write Parquet output")?,
+            Writer::Arrow(w) => w.write(batch).context("cannot write Arrow output")?,
         }
         Ok(())
     }
@@ -120,6 +124,10 @@ impl Sink {
                 j.into_inner()
             }
             Writer::Parquet(p) => p.into_inner().context("cannot finish Parquet output")?,
+            Writer::Arrow(mut a) => {
+                a.finish().context("cannot finish Arrow output")?;
+                a.into_inner().context("cannot finish Arrow output")?
+            }
         };
         w.flush().context("cannot write output")?;
         // Out::finish renames into place, and removes the temporary file if that fails.

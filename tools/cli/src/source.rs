@@ -134,6 +134,7 @@ enum Kind {
 /// Reads one input in chunks of rows.
 pub struct Source {
     kind: Kind,
+    pending: std::collections::VecDeque<Row>,
     name: String,
     opts: ReadOptions,
     /// Bytes consumed from the file so far (for progress).
@@ -210,7 +211,7 @@ impl Source {
                 Kind::Batches(it, 1)
             }
         };
-        Ok(Source { kind, name, opts: opts.clone(), bytes })
+        Ok(Source { kind, pending: Default::default(), name, opts: opts.clone(), bytes })
     }
 
     /// The input's name, for messages.
@@ -226,16 +227,47 @@ impl Source {
         }
     }
 
-    /// The next rows (up to `max` for JSONL, one record batch for columnar input); empty at the
-    /// end of the input.
+    /// The next rows, at most `max`; empty at the end of the input.
     ///
     /// # Errors
     /// An I/O or decoding error, naming the input.
     pub fn next_chunk(&mut self, max: usize) -> Result<Vec<Row>> {
-        match &mut self.kind {
-            Kind::Jsonl(r) => {
-                r.next_chunk(max).with_context(|| format!("cannot read {}", self.name))
+        if let Kind::Jsonl(r) = &mut self.kind {
+            return r.next_chunk(max).with_context(|| format!("cannot read {}", self.name));
+        }
+        while self.pending.len() < max {
+            let more = self.next_batch()?;
+            if more.is_empty() {
+                break;
             }
+            self.pending.extend(more);
+        }
+        let n = max.min(self.pending.len());
+        Ok(self.pending.drain(..n).collect())
+    }
+
+    /// Reads and discards `n` rows (to resume a job).
+    ///
+    /// # Errors
+    /// As [`Source::next_chunk`]; also if the input has fewer than `n` rows (it changed).
+    pub fn skip_rows(&mut self, mut n: u64) -> Result<()> {
+        while n > 0 {
+            let got = self.next_chunk(n.min(65_536) as usize)?.len() as u64;
+            if got == 0 {
+                bail!(
+                    "{} has fewer rows than the interrupted job read: the input changed",
+                    self.name
+                );
+            }
+            n -= got;
+        }
+        Ok(())
+    }
+
+    /// One record batch's rows (columnar input).
+    fn next_batch(&mut self) -> Result<Vec<Row>> {
+        match &mut self.kind {
+            Kind::Jsonl(_) => unreachable!("JSONL is read line by line"),
             Kind::Batches(it, next) => match it.next() {
                 None => Ok(Vec::new()),
                 Some(b) => {

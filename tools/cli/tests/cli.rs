@@ -499,3 +499,172 @@ fn rejects_report_and_strict_mode() {
     let leftovers = std::fs::read_dir(dir.path()).unwrap().count();
     assert_eq!(leftovers, 3, "no temporary files are left behind");
 }
+
+/// A deterministic input of `n` rows with bad rows, blank lines and rows the policy suppresses.
+fn job_input(n: usize) -> Vec<u8> {
+    let words =
+        "the a trip flight doctor game bank loan hike dog cat music film book school job car house";
+    let words: Vec<&str> = words.split(' ').collect();
+    let mut seed = 7u64;
+    let mut next = || {
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (seed >> 33) as usize
+    };
+    let mut out = String::new();
+    for i in 0..n {
+        if i % 97 == 5 {
+            out.push_str("{bad json\n");
+            continue;
+        }
+        if i % 211 == 7 {
+            out.push('\n');
+        }
+        let len = 3 + next() % 30;
+        let text: Vec<&str> = (0..len).map(|_| words[next() % words.len()]).collect();
+        let region = if i % 13 == 0 { "DE" } else { "US" };
+        out.push_str(&format!(
+            "{{\"id\":\"r{i}\",\"text\":\"{}\",\"role\":\"user\",\"region\":\"{region}\",\"consent_ads\":true,\"is_minor\":false,\"account_linked\":true}}\n",
+            text.join(" ")
+        ));
+    }
+    out.into_bytes()
+}
+
+fn read_dir_output(dir: &Path) -> (String, String, serde_json::Value) {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_manifest.json")).unwrap()).unwrap();
+    let mut all = String::new();
+    for s in m["shards"].as_array().unwrap() {
+        all.push_str(&std::fs::read_to_string(dir.join(s["file"].as_str().unwrap())).unwrap());
+    }
+    let rejects = std::fs::read_to_string(dir.join("_rejects.jsonl")).unwrap();
+    (all, rejects, m)
+}
+
+#[test]
+fn a_job_killed_at_random_points_resumes_to_the_same_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.tsm");
+    let tiny = root().join("tests/data/tiny-bert-cls");
+    assert!(turnscore(&["convert", tiny.to_str().unwrap(), "-o", model.to_str().unwrap()], None)
+        .status
+        .success());
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, job_input(40_000)).unwrap();
+    let args = |out: &Path| -> Vec<String> {
+        [
+            "score",
+            input.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--format",
+            "jsonl",
+            "--shard-rows",
+            "700",
+            "--quiet",
+            "-o",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .chain([format!("{}/", out.display())])
+        .collect()
+    };
+    let reference = dir.path().join("ref");
+    let o = Command::new(env!("CARGO_BIN_EXE_turnscore")).args(args(&reference)).output().unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let want = read_dir_output(&reference);
+    assert_eq!(want.2["rows"], 40_000);
+
+    let out = dir.path().join("out");
+    let mut seed = 42u64;
+    let (mut kills, mut finished) = (0, false);
+    let mut committed: Vec<u64> = Vec::new();
+    for _ in 0..60 {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_turnscore"))
+            .args(args(&out))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        std::thread::sleep(std::time::Duration::from_millis(10 + (seed >> 33) % 150));
+        if child.try_wait().unwrap().is_some() {
+            finished = true;
+            break;
+        }
+        child.kill().unwrap(); // SIGKILL: no chance to clean up
+        child.wait().unwrap();
+        kills += 1;
+        if let Ok(p) = std::fs::read(out.join("_progress.json")) {
+            let p: serde_json::Value = serde_json::from_slice(&p).unwrap();
+            committed.push(p["position"]["row"].as_u64().unwrap());
+        }
+    }
+    if !finished {
+        let o = Command::new(env!("CARGO_BIN_EXE_turnscore")).args(args(&out)).output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    }
+    assert!(kills >= 10, "the job must actually be interrupted (killed {kills} times)");
+    committed.dedup();
+    assert!(
+        committed.len() >= 5 && committed.windows(2).all(|w| w[0] < w[1]),
+        "killed runs must commit shards and later runs resume from them: {committed:?}"
+    );
+    let got = read_dir_output(&out);
+    assert!(got.0 == want.0, "rows differ after {kills} kills");
+    assert_eq!(got.1, want.1, "rejects report differs");
+    for k in ["rows", "counts_by_reason", "blank_lines_skipped", "shards"] {
+        assert_eq!(got.2[k], want.2[k], "manifest {k}");
+    }
+    let left: Vec<String> = std::fs::read_dir(&out)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert!(left.iter().all(|n| !n.starts_with('.') && n != "_progress.json"), "{left:?}");
+    eprintln!("resumed after {kills} kills (committed rows seen: {committed:?}): identical output");
+}
+
+#[test]
+fn a_resumed_job_refuses_other_settings_and_completed_output() {
+    let dir = tempfile::tempdir().unwrap();
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, job_input(50)).unwrap();
+    let model = dir.path().join("tiny.tsm");
+    let tiny = root().join("tests/data/tiny-bert-cls");
+    assert!(turnscore(&["convert", tiny.to_str().unwrap(), "-o", model.to_str().unwrap()], None)
+        .status
+        .success());
+    let out = format!("{}/out/", dir.path().display());
+    // A fake interrupted job with another fingerprint.
+    std::fs::create_dir_all(&out).unwrap();
+    std::fs::write(format!("{out}_progress.json"), r#"{"fingerprint":"other","shards":[],"position":{"input":0,"row":0},"by_reason":{},"blank_before":0,"rejects_len":0}"#).unwrap();
+    let base = ["score", input.to_str().unwrap(), "--model", model.to_str().unwrap(), "-o", &out];
+    let o = turnscore(&base, None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("interrupted job"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let mut ow = base.to_vec();
+    ow.push("--overwrite");
+    assert!(turnscore(&ow, None).status.success());
+    let o = turnscore(&base, None);
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
+    // Single files too.
+    let f = dir.path().join("single.jsonl");
+    std::fs::write(&f, "old").unwrap();
+    let o = turnscore(
+        &[
+            "score",
+            input.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "-o",
+            f.to_str().unwrap(),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(std::fs::read_to_string(&f).unwrap(), "old");
+}
