@@ -18,7 +18,7 @@ use turnscore::policy::{Missing, Policy};
 use turnscore::{Engine, EngineOptions};
 
 /// Rows read and scored per step; memory stays bounded by this, not by the input size.
-const CHUNK_ROWS: usize = 1024;
+pub const CHUNK_ROWS: usize = 1024;
 
 pub fn run(cmd: Command) -> Result<()> {
     match cmd {
@@ -63,6 +63,7 @@ pub fn run(cmd: Command) -> Result<()> {
             normalize,
             model_id,
         } => convert(hf_dir, output, &quant, heads, &checkpoint_head, pooling, normalize, model_id),
+        Command::Bench { corpus, repeat, common } => crate::bench::bench(corpus, repeat, &common),
         Command::Policy { file } => {
             let p = load_policy(file.as_deref())?;
             println!("{}", p.to_json());
@@ -127,7 +128,7 @@ pub fn open_engine(c: &Common) -> Result<Engine> {
     })
 }
 
-fn read_options(r: &ReadArgs) -> ReadOptions {
+pub fn read_options(r: &ReadArgs) -> ReadOptions {
     ReadOptions {
         fields: FieldMap {
             id: r.id_col.clone(),
@@ -247,7 +248,7 @@ fn manifest(
     })
 }
 
-fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
+pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
     let inputs = expand(&read.inputs, read.input_format)?;
     let engine = open_engine(c)?;
     let opts = read_options(read);

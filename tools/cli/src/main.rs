@@ -4,6 +4,7 @@
 //! `reason` column); 1 the job failed (bad model, unreadable input, write error); 2 usage error.
 #![forbid(unsafe_code)]
 
+mod bench;
 mod cmd;
 mod job;
 mod sink;
@@ -43,7 +44,7 @@ struct Cli {
 
 /// Flags shared by the commands that run the model.
 #[derive(Args, Debug, Clone)]
-struct Common {
+pub struct Common {
     /// Model file to use. Default: $TURNSCORE_MODEL if set, else the model bundled in this
     /// binary (all-MiniLM-L6-v2 with turnscore's heads).
     #[arg(long, value_name = "PATH", global = true)]
@@ -72,7 +73,7 @@ struct Common {
 
 /// How input rows are read.
 #[derive(Args, Debug, Clone)]
-struct ReadArgs {
+pub struct ReadArgs {
     /// Input files (JSONL, optionally .gz or .zst; .parquet; .arrow/.arrows IPC), globs such as
     /// 'logs/*.jsonl.zst', or - for standard input. Read in the order given.
     #[arg(required = true, value_name = "INPUT")]
@@ -119,7 +120,7 @@ struct ReadArgs {
 }
 
 #[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-enum Format {
+pub enum Format {
     /// One JSON object per line.
     Jsonl,
     /// Apache Parquet (zstd).
@@ -239,6 +240,21 @@ enum Command {
         #[arg(long)]
         model_id: Option<String>,
     },
+    /// Measure throughput: the engine on in-memory rows against the whole `score` pipeline
+    /// (read JSONL, policy, score, write Parquet) on the same rows, alternating, in one run.
+    ///
+    /// Prints rows/s and tokens/s for both and their ratio per run and the median. Default
+    /// corpus: 1,000 synthetic chat turns (benches/data/corpus-1000.jsonl, embedded).
+    Bench {
+        /// A JSONL corpus to use instead of the built-in one.
+        #[arg(long, value_name = "FILE")]
+        corpus: Option<PathBuf>,
+        /// How many times to alternate the two measurements.
+        #[arg(long, default_value_t = 3)]
+        repeat: usize,
+        #[command(flatten)]
+        common: Common,
+    },
     /// Print the built-in policy as JSON (a starting point for --policy FILE), or check a file.
     ///
     /// Fields: version, excluded_regions (ISO 3166-1 alpha-2), require_consent, exclude_minors,
@@ -273,6 +289,35 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
+}
+
+impl ReadArgs {
+    /// Default reading of one path.
+    pub fn for_path(path: String) -> ReadArgs {
+        let mut a = Cli::parse_from(["turnscore", "embed", &path]);
+        match &mut a.cmd {
+            Command::Embed { read, .. } => std::mem::replace(read, ReadArgs::empty()),
+            _ => unreachable!("parsed as embed"),
+        }
+    }
+    fn empty() -> ReadArgs {
+        ReadArgs {
+            inputs: vec![],
+            input_format: None,
+            max_bytes: 0,
+            id_col: String::new(),
+            text_col: String::new(),
+            user_col: String::new(),
+            conversation_col: String::new(),
+            turn_col: String::new(),
+            role_col: String::new(),
+            region_col: String::new(),
+            consent_col: String::new(),
+            minor_col: String::new(),
+            linked_col: String::new(),
+            ts_col: String::new(),
+        }
+    }
 }
 
 fn main() -> ExitCode {

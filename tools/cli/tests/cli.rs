@@ -668,3 +668,30 @@ fn a_resumed_job_refuses_other_settings_and_completed_output() {
     assert_eq!(o.status.code(), Some(1));
     assert_eq!(std::fs::read_to_string(&f).unwrap(), "old");
 }
+
+#[test]
+fn bench_prints_engine_and_pipeline_rates_and_their_ratio() {
+    let dir = tempfile::tempdir().unwrap();
+    let corpus = dir.path().join("c.jsonl");
+    let lines: Vec<String> = six_turns()
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r["id"] = r["msg_id"].clone();
+            r["text"] = r["message"].clone();
+            r.to_string()
+        })
+        .collect();
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let o = turnscore(
+        &["bench", "--corpus", corpus.to_str().unwrap(), "--repeat", "1", "--threads", "1"],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let out = String::from_utf8_lossy(&o.stdout);
+    let median = out.lines().find(|l| l.starts_with("median")).unwrap();
+    let cols: Vec<f64> = median.split_whitespace().skip(1).map(|x| x.parse().unwrap()).collect();
+    assert_eq!(cols.len(), 4, "{median}");
+    assert!(cols.iter().all(|&x| x > 0.0), "{median}");
+    assert!((cols[3] - cols[2] / cols[0]).abs() < 0.01, "ratio = pipeline / engine: {median}");
+}

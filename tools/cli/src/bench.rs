@@ -1,0 +1,110 @@
+//! `turnscore bench`: the engine on in-memory rows against the whole `score` pipeline (read a
+//! JSONL file, policy, score, write Parquet) on the same rows with the same threads, in one run,
+//! alternating, so that the ratio holds on a noisy shared machine.
+
+use crate::cmd::{open_engine, score, ScoreSettings, CHUNK_ROWS};
+use crate::source::{expand, Source};
+use crate::{Common, Format, ReadArgs};
+use anyhow::{Context, Result};
+use std::path::PathBuf;
+use std::time::Instant;
+
+/// The default corpus (benches/data/corpus-1000.jsonl), embedded so `bench` runs anywhere.
+const CORPUS: &str = include_str!("../../../benches/data/corpus-1000.jsonl");
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+pub fn bench(corpus: Option<PathBuf>, repeat: usize, common: &Common) -> Result<()> {
+    let tmp = std::env::temp_dir().join(format!("turnscore-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&tmp)?;
+    let _cleanup = Cleanup(tmp.clone());
+    let path = match corpus {
+        Some(p) => p,
+        None => {
+            let p = tmp.join("corpus-1000.jsonl");
+            std::fs::write(&p, CORPUS)?;
+            p
+        }
+    };
+    let read = ReadArgs::for_path(path.display().to_string());
+    let inputs = expand(&read.inputs, None)?;
+    let engine = open_engine(common)?;
+    let opts = crate::cmd::read_options(&read);
+    let mut src = Source::open(&inputs[0], &opts, CHUNK_ROWS)?;
+    let mut rows = Vec::new();
+    loop {
+        let r = src.next_chunk(CHUNK_ROWS)?;
+        if r.is_empty() {
+            break;
+        }
+        rows.extend(r);
+    }
+    let texts: Vec<&str> =
+        rows.iter().filter_map(|r| r.turn.as_ref().ok().map(|t| t.text.as_str())).collect();
+    let tokens: u64 = engine.tokenize(&texts)?.iter().map(|t| t.tokens as u64).sum();
+    let n = rows.len() as f64;
+    eprintln!(
+        "turnscore bench: {} rows ({} tokens, {:.1} per row) from {}, {} threads, model {}",
+        rows.len(),
+        tokens,
+        tokens as f64 / n,
+        path.display(),
+        engine.threads(),
+        engine.model().meta().model_id
+    );
+    println!(
+        "{:<5} {:>14} {:>14} {:>16} {:>7}",
+        "run", "engine rows/s", "engine tok/s", "pipeline rows/s", "ratio"
+    );
+    let (mut e, mut p, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..repeat.max(1) {
+        let t = Instant::now();
+        for chunk in rows.chunks(CHUNK_ROWS) {
+            engine.score_rows(chunk)?;
+        }
+        let er = n / t.elapsed().as_secs_f64();
+        let out = tmp.join("out.parquet");
+        let settings = ScoreSettings {
+            output: &out,
+            format: Format::Parquet,
+            rejects: None,
+            strict: false,
+            quiet: true,
+            overwrite: true,
+            shard_rows: 100_000,
+        };
+        let t = Instant::now();
+        score(&read, &settings, common).context("pipeline run")?;
+        let pr = n / t.elapsed().as_secs_f64();
+        println!(
+            "{:<5} {:>14.1} {:>14.0} {:>16.1} {:>7.3}",
+            i + 1,
+            er,
+            er * tokens as f64 / n,
+            pr,
+            pr / er
+        );
+        e.push(er);
+        p.push(pr);
+        r.push(pr / er);
+    }
+    println!(
+        "{:<5} {:>14.1} {:>14.0} {:>16.1} {:>7.3}",
+        "median",
+        median(&mut e),
+        median(&mut e.clone()) * tokens as f64 / n,
+        median(&mut p),
+        median(&mut r)
+    );
+    Ok(())
+}
+
+struct Cleanup(PathBuf);
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
