@@ -6,7 +6,10 @@
 
 mod bench;
 mod cmd;
+mod data;
+mod eval;
 mod job;
+mod metrics;
 mod sink;
 mod source;
 mod train;
@@ -239,6 +242,25 @@ enum Command {
         /// Model id stored in the file (default: the directory name).
         #[arg(long)]
         model_id: Option<String>,
+    },
+    /// Measure a model's accuracy on labeled rows at its stored thresholds.
+    ///
+    /// Input: JSONL rows {"text", "topics": [...] | null, "sensitive": [...] | null, "source"}
+    /// (a null head is masked, not a negative), e.g. '../shared/data/*/dev.jsonl'. Prints per
+    /// label precision, recall, F1 and support; micro and macro F1 per head; and for the gate,
+    /// the share of sensitive turns caught and of clean turns wrongly suppressed, by source.
+    #[command(
+        after_help = "Example:\n  turnscore eval '../shared/data/*/dev.jsonl' --json > eval.json"
+    )]
+    Eval {
+        /// Labeled JSONL files or globs.
+        #[arg(required = true, value_name = "DATA")]
+        inputs: Vec<String>,
+        /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
     },
     /// Measure throughput: the engine on in-memory rows against the whole `score` pipeline
     /// (read JSONL, policy, score, write Parquet) on the same rows, alternating, in one run.

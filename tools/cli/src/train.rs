@@ -12,9 +12,10 @@
 //! and F2 (recall counts twice) for sensitive labels. A label with no training positives is
 //! stored untrained (zero weights, threshold 1): it never fires, and `inspect` says so.
 
+use crate::data::{load_file, Example};
+use crate::metrics::Prf;
 use anyhow::{bail, Context, Result};
-use serde_json::Value;
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::Path;
 use turnscore::convert::{HeadFileHead, HeadsFile};
 use turnscore::format::LabelMeta;
@@ -65,36 +66,6 @@ pub const SENSITIVE: [&str; 9] = [
     "biometric_data",
 ];
 
-struct Example {
-    text: String,
-    source: String,
-    topics: Option<Vec<usize>>,
-    sensitive: Option<Vec<usize>>,
-}
-
-fn labels_of(
-    v: &Value,
-    vocab: &[&str],
-    path: &Path,
-    line: usize,
-    field: &str,
-) -> Result<Option<Vec<usize>>> {
-    match v.get(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Array(a)) => a
-            .iter()
-            .map(|x| {
-                let s = x.as_str().unwrap_or("");
-                vocab.iter().position(|l| *l == s).with_context(|| {
-                    format!("{}:{line}: field {field:?} has unknown label {s:?}", path.display())
-                })
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Some),
-        Some(_) => bail!("{}:{line}: field {field:?} is not a list or null", path.display()),
-    }
-}
-
 fn load(dir: &Path, split: &str) -> Result<Vec<Example>> {
     let mut subdirs: Vec<_> = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read data directory {}", dir.display()))?
@@ -104,27 +75,7 @@ fn load(dir: &Path, split: &str) -> Result<Vec<Example>> {
     subdirs.sort();
     let mut out = Vec::new();
     for d in subdirs {
-        let path = d.join(format!("{split}.jsonl"));
-        let f = std::fs::File::open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        for (i, line) in std::io::BufReader::new(f).lines().enumerate() {
-            let line = line.with_context(|| format!("{}:{}: not UTF-8", path.display(), i + 1))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let v: Value = serde_json::from_str(&line)
-                .with_context(|| format!("{}:{}: not JSON", path.display(), i + 1))?;
-            let text = v.get("text").and_then(Value::as_str).filter(|t| !t.trim().is_empty());
-            let Some(text) = text else {
-                bail!("{}:{}: field \"text\" is missing or empty", path.display(), i + 1)
-            };
-            out.push(Example {
-                text: text.to_string(),
-                source: v.get("source").and_then(Value::as_str).unwrap_or("unknown").to_string(),
-                topics: labels_of(&v, &TOPICS, &path, i + 1, "topics")?,
-                sensitive: labels_of(&v, &SENSITIVE, &path, i + 1, "sensitive")?,
-            });
-        }
+        out.extend(load_file(&d.join(format!("{split}.jsonl")), &TOPICS, &SENSITIVE)?);
     }
     if out.is_empty() {
         bail!("no {split}.jsonl rows under {}", dir.display());
@@ -301,37 +252,6 @@ fn predict(head: &Head, x: &[f32], n: usize, h: usize, nl: usize) -> Vec<f32> {
     sgemm(n, nl, h, View::rows(x, h), View::transposed(&head.w, h), &mut z, nl, true);
     z.iter_mut().for_each(|v| *v = sigmoid(*v));
     z
-}
-
-#[derive(Clone, Copy, Default)]
-struct Prf {
-    tp: f64,
-    fp: f64,
-    fn_: f64,
-}
-impl Prf {
-    fn p(&self) -> f64 {
-        if self.tp + self.fp > 0.0 {
-            self.tp / (self.tp + self.fp)
-        } else {
-            0.0
-        }
-    }
-    fn r(&self) -> f64 {
-        if self.tp + self.fn_ > 0.0 {
-            self.tp / (self.tp + self.fn_)
-        } else {
-            0.0
-        }
-    }
-    fn f(&self, beta: f64) -> f64 {
-        let (p, r, b2) = (self.p(), self.r(), beta * beta);
-        if p + r > 0.0 {
-            (1.0 + b2) * p * r / (b2 * p + r)
-        } else {
-            0.0
-        }
-    }
 }
 
 /// Picks the threshold maximising F-beta for one label over masked dev rows.

@@ -695,3 +695,41 @@ fn bench_prints_engine_and_pipeline_rates_and_their_ratio() {
     assert!(cols.iter().all(|&x| x > 0.0), "{median}");
     assert!((cols[3] - cols[2] / cols[0]).abs() < 0.01, "ratio = pipeline / engine: {median}");
 }
+
+#[test]
+fn eval_masks_null_heads_and_counts_the_gate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev.jsonl");
+    std::fs::write(
+        &data,
+        [
+            r#"{"id":"a","text":"my doctor says I have type 2 diabetes","topics":null,"sensitive":["health"],"source":"s1"}"#,
+            r#"{"id":"b","text":"cheap flights to Lisbon in May","topics":["travel"],"sensitive":[],"source":"s1"}"#,
+            r#"{"id":"c","text":"write a haiku about rain","topics":[],"sensitive":[],"source":"s2"}"#,
+            r#"{"id":"d","text":"best credit card for travel rewards","topics":["personal_finance"],"sensitive":null,"source":"s2"}"#,
+        ]
+        .join("\n"),
+    )
+    .unwrap();
+    let o = turnscore(&["eval", data.to_str().unwrap(), "--json", "--threads", "1"], None);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let r: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(r["rows"], 4);
+    assert_eq!(r["topics"]["rows"], 3, "the row with topics: null is masked");
+    assert_eq!(r["sensitive"]["rows"], 3, "the row with sensitive: null is masked");
+    let label = |head: &str, name: &str| {
+        r[head]["labels"].as_array().unwrap().iter().find(|l| l["label"] == name).unwrap().clone()
+    };
+    assert_eq!(label("topics", "travel")["support"], 1.0);
+    assert_eq!(label("sensitive", "health")["support"], 1.0);
+    assert_eq!(r["gate"]["(all)"]["sensitive_turns"], 1);
+    assert_eq!(r["gate"]["(all)"]["clean_turns"], 2);
+    assert_eq!(r["gate"]["s1"]["clean_turns"], 1);
+    assert_eq!(r["gate"]["(all)"]["caught"], 1.0, "the diabetes turn is suppressed");
+    // A label the model does not have is an error naming file and line.
+    std::fs::write(&data, r#"{"text":"x","topics":["astrology"],"sensitive":[]}"#).unwrap();
+    let o = turnscore(&["eval", data.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("dev.jsonl:1") && err.contains("astrology"), "{err}");
+}

@@ -1,0 +1,256 @@
+//! `turnscore eval`: a model's accuracy on labeled rows, at the thresholds stored in the model.
+//!
+//! Per label: precision, recall, F1 and support (rows whose head is `null` are masked, not
+//! negatives). Per head: micro and macro F1 (macro over labels with support). For the sensitive
+//! head, what the gate does: the share of sensitive turns caught (any sensitive label fires, so
+//! the turn is suppressed) and the share of clean turns wrongly suppressed, overall and by source.
+
+use crate::cmd::{open_engine, CHUNK_ROWS};
+use crate::data::{load_file, Example};
+use crate::metrics::Prf;
+use crate::source::{expand, InFormat};
+use crate::Common;
+use anyhow::{bail, Result};
+use std::collections::BTreeMap;
+use std::io::Write;
+use turnscore::format::LabelMeta;
+use turnscore::output::TurnScores;
+
+fn head_counts(
+    ex: &[Example],
+    scores: &[TurnScores],
+    labels: &[LabelMeta],
+    pick: fn(&Example) -> &Option<Vec<usize>>,
+    get: fn(&TurnScores) -> &[f32],
+) -> (Vec<Prf>, usize) {
+    let mut c = vec![Prf::default(); labels.len()];
+    let mut rows = 0;
+    for (e, s) in ex.iter().zip(scores) {
+        let Some(truth) = pick(e) else { continue };
+        rows += 1;
+        for (l, lab) in labels.iter().enumerate() {
+            let on = lab.trained && get(s)[l] >= lab.threshold;
+            match (on, truth.contains(&l)) {
+                (true, true) => c[l].tp += 1.0,
+                (true, false) => c[l].fp += 1.0,
+                (false, true) => c[l].fn_ += 1.0,
+                _ => {}
+            }
+        }
+    }
+    (c, rows)
+}
+
+fn head_json(name: &str, labels: &[LabelMeta], c: &[Prf], rows: usize) -> serde_json::Value {
+    let mut micro = Prf::default();
+    c.iter().for_each(|x| micro.add(x));
+    let with_support: Vec<f64> = c.iter().filter(|x| x.support() > 0.0).map(|x| x.f(1.0)).collect();
+    let macro_f1 = if with_support.is_empty() {
+        0.0
+    } else {
+        with_support.iter().sum::<f64>() / with_support.len() as f64
+    };
+    serde_json::json!({
+        "head": name,
+        "rows": rows,
+        "micro": {"precision": micro.p(), "recall": micro.r(), "f1": micro.f(1.0)},
+        "macro_f1": macro_f1,
+        "labels": labels.iter().zip(c).map(|(l, x)| serde_json::json!({
+            "label": l.name, "threshold": l.threshold, "trained": l.trained,
+            "precision": x.p(), "recall": x.r(), "f1": x.f(1.0), "support": x.support(),
+        })).collect::<Vec<_>>(),
+    })
+}
+
+pub fn eval(inputs: &[String], json: bool, common: &Common) -> Result<()> {
+    let engine = open_engine(common)?;
+    let tn: Vec<&str> = engine.topic_labels().iter().map(|l| l.name.as_str()).collect();
+    let sn: Vec<&str> = engine.sensitive_labels().iter().map(|l| l.name.as_str()).collect();
+    let mut ex = Vec::new();
+    let files = expand(inputs, Some(InFormat::Jsonl))?;
+    for f in &files {
+        if f.size.is_none() {
+            bail!("eval reads files (labeled rows), not standard input");
+        }
+        ex.extend(load_file(&f.path, &tn, &sn)?);
+    }
+    if ex.is_empty() {
+        bail!("no labeled rows in the inputs");
+    }
+    let started = std::time::Instant::now();
+    let mut scores = Vec::with_capacity(ex.len());
+    for chunk in ex.chunks(CHUNK_ROWS) {
+        let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
+        scores.extend(engine.score_texts(&texts)?);
+        if !json || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprint!(
+                "\rturnscore: scored {}/{} rows ({:.0}/s)   ",
+                scores.len(),
+                ex.len(),
+                scores.len() as f64 / started.elapsed().as_secs_f64()
+            );
+        }
+    }
+    eprintln!();
+    let (tc, trows) =
+        head_counts(&ex, &scores, engine.topic_labels(), |e| &e.topics, |s| &s.topics);
+    let (sc, srows) =
+        head_counts(&ex, &scores, engine.sensitive_labels(), |e| &e.sensitive, |s| &s.sensitive);
+    // The gate: a turn is suppressed when any trained sensitive label fires.
+    let mut gate: BTreeMap<String, [u64; 4]> = BTreeMap::new(); // source -> [sensitive, caught, clean, wrongly suppressed]
+    for (e, s) in ex.iter().zip(&scores) {
+        let Some(truth) = &e.sensitive else { continue };
+        let fired = !turnscore::output::hits(engine.sensitive_labels(), &s.sensitive).is_empty();
+        for key in ["(all)", e.source.as_str()] {
+            let g = gate.entry(key.to_string()).or_default();
+            if truth.is_empty() {
+                g[2] += 1;
+                g[3] += u64::from(fired);
+            } else {
+                g[0] += 1;
+                g[1] += u64::from(fired);
+            }
+        }
+    }
+    // Worst misses (sensitive turns with the lowest top score among their true labels) and worst
+    // false alarms (clean turns with the highest sensitive score): ids and scores, never text.
+    let mut misses: Vec<(f32, &str, String)> = Vec::new();
+    let mut alarms: Vec<(f32, &str, String)> = Vec::new();
+    let slabels = engine.sensitive_labels();
+    for (e, s) in ex.iter().zip(&scores) {
+        let Some(truth) = &e.sensitive else { continue };
+        if turnscore::output::hits(slabels, &s.sensitive).is_empty() && !truth.is_empty() {
+            let (l, sc) = truth
+                .iter()
+                .map(|&l| (l, s.sensitive[l]))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+                .unwrap_or((0, 0.0));
+            misses.push((sc, &e.id, slabels[l].name.clone()));
+        } else if truth.is_empty() {
+            if let Some((l, sc)) = s
+                .sensitive
+                .iter()
+                .enumerate()
+                .filter(|(l, _)| slabels[*l].trained && s.sensitive[*l] >= slabels[*l].threshold)
+                .map(|(l, &v)| (l, v))
+                .max_by(|a, b| a.1.total_cmp(&b.1))
+            {
+                alarms.push((sc, &e.id, slabels[l].name.clone()));
+            }
+        }
+    }
+    misses.sort_by(|a, b| a.0.total_cmp(&b.0));
+    alarms.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let listing = |v: &[(f32, &str, String)]| -> Vec<serde_json::Value> {
+        v.iter()
+            .take(10)
+            .map(|(s, id, l)| serde_json::json!({"id": id, "label": l, "score": s}))
+            .collect()
+    };
+    let share = |a: u64, b: u64| if b > 0 { Some(a as f64 / b as f64) } else { None };
+    let gate_json: serde_json::Value = gate
+        .iter()
+        .map(|(k, g)| {
+            (
+                k.clone(),
+                serde_json::json!({
+                    "sensitive_turns": g[0], "caught": share(g[1], g[0]),
+                    "clean_turns": g[2], "wrongly_suppressed": share(g[3], g[2]),
+                }),
+            )
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into();
+    let report = serde_json::json!({
+        "model": engine.model().meta().model_id,
+        "model_sha256": engine.model().sha256(),
+        "inputs": files.iter().map(|f| f.name()).collect::<Vec<_>>(),
+        "rows": ex.len(),
+        "window": engine.window(),
+        "topics": head_json("topics", engine.topic_labels(), &tc, trows),
+        "sensitive": head_json("sensitive", engine.sensitive_labels(), &sc, srows),
+        "gate": gate_json,
+        "worst_misses": listing(&misses),
+        "worst_false_alarms": listing(&alarms),
+    });
+    let mut o = std::io::stdout().lock();
+    if json {
+        writeln!(o, "{}", serde_json::to_string_pretty(&report)?)?;
+        return Ok(());
+    }
+    writeln!(
+        o,
+        "model {} on {} rows from {} file(s)",
+        report["model"].as_str().unwrap_or(""),
+        ex.len(),
+        files.len()
+    )?;
+    for head in ["topics", "sensitive"] {
+        let h = &report[head];
+        writeln!(
+            o,
+            "\n{head}: {} annotated rows; micro P {:.3} R {:.3} F1 {:.3}; macro F1 {:.3}",
+            h["rows"],
+            h["micro"]["precision"].as_f64().unwrap_or(0.0),
+            h["micro"]["recall"].as_f64().unwrap_or(0.0),
+            h["micro"]["f1"].as_f64().unwrap_or(0.0),
+            h["macro_f1"].as_f64().unwrap_or(0.0)
+        )?;
+        writeln!(
+            o,
+            "  {:<24} {:>6} {:>6} {:>6} {:>7} {:>9}",
+            "label", "P", "R", "F1", "support", "threshold"
+        )?;
+        for l in h["labels"].as_array().into_iter().flatten() {
+            let t = if l["trained"].as_bool().unwrap_or(false) {
+                format!("{:.4}", l["threshold"].as_f64().unwrap_or(0.0))
+            } else {
+                "untrained".into()
+            };
+            writeln!(
+                o,
+                "  {:<24} {:>6.3} {:>6.3} {:>6.3} {:>7} {:>9}",
+                l["label"].as_str().unwrap_or(""),
+                l["precision"].as_f64().unwrap_or(0.0),
+                l["recall"].as_f64().unwrap_or(0.0),
+                l["f1"].as_f64().unwrap_or(0.0),
+                l["support"].as_f64().unwrap_or(0.0) as u64,
+                t
+            )?;
+        }
+    }
+    writeln!(o, "\ngate (a turn is suppressed when any sensitive label fires)")?;
+    writeln!(
+        o,
+        "  {:<24} {:>10} {:>8} {:>8} {:>10}",
+        "source", "sensitive", "caught", "clean", "wrongly"
+    )?;
+    for (k, g) in &gate {
+        let pct = |x: Option<f64>| x.map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v));
+        writeln!(
+            o,
+            "  {:<24} {:>10} {:>8} {:>8} {:>10}",
+            k,
+            g[0],
+            pct(share(g[1], g[0])),
+            g[2],
+            pct(share(g[3], g[2]))
+        )?;
+    }
+    for (title, key) in [
+        ("worst misses (sensitive turns not suppressed)", "worst_misses"),
+        ("worst false alarms (clean turns suppressed)", "worst_false_alarms"),
+    ] {
+        writeln!(o, "\n{title}: id, label, score")?;
+        for m in report[key].as_array().into_iter().flatten() {
+            writeln!(
+                o,
+                "  {:<40} {:<24} {:.4}",
+                m["id"].as_str().unwrap_or(""),
+                m["label"].as_str().unwrap_or(""),
+                m["score"].as_f64().unwrap_or(0.0)
+            )?;
+        }
+    }
+    Ok(())
+}
