@@ -55,5 +55,40 @@ fn bench_encoder(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, bench_sgemm, bench_encoder);
+/// `kernel/gemm_u8i8_i32/<isa>/<m>x<k>x<n>`: every tier on the encoder's shapes (368 token rows =
+/// 8 turns of 46 tokens), throughput in multiply-adds (1 MAC = 2 int8 ops); and
+/// `kernel/vnni_peak`, the machine's `vpdpbusd` rate, to read the GEMM as a share of it.
+fn bench_int8(c: &mut Criterion) {
+    use turnscore::kernels::{Kernels, PackedB};
+    let mut g = c.benchmark_group("kernel/gemm_u8i8_i32");
+    for t in Kernels::all_available() {
+        for &(m, k, n) in &[(368, 384, 384), (368, 384, 1536), (368, 1536, 384)] {
+            if t.isa() == turnscore::kernels::Isa::Scalar && m * k * n > 100_000_000 {
+                continue; // the scalar tier is the specification, far too slow for big shapes
+            }
+            let a: Vec<u8> = (0..m * k).map(|i| (i * 7 % 251) as u8).collect();
+            let b: Vec<i8> = (0..n * k).map(|i| (i * 13 % 255) as i8).collect();
+            let pb = PackedB::pack(&b, n, k);
+            let mut out = vec![0i32; m * n];
+            g.throughput(Throughput::Elements((m * n * k) as u64));
+            g.bench_function(BenchmarkId::new(t.isa().name(), format!("{m}x{k}x{n}")), |bch| {
+                bch.iter(|| {
+                    t.gemm_u8i8_i32(black_box(&a), m, k, &pb, &mut out);
+                    black_box(&out);
+                })
+            });
+        }
+    }
+    g.finish();
+    #[cfg(target_arch = "x86_64")]
+    if let Some(v) = turnscore::kernels::x86_64::avx512vnni::Avx512Vnni::try_new() {
+        let mut g = c.benchmark_group("kernel");
+        let iters = 100_000u64;
+        g.throughput(Throughput::Elements(iters * 8 * 64));
+        g.bench_function("vnni_peak", |bch| bch.iter(|| black_box(v.peak_loop(black_box(iters)))));
+        g.finish();
+    }
+}
+
+criterion_group!(benches, bench_sgemm, bench_encoder, bench_int8);
 criterion_main!(benches);

@@ -29,6 +29,7 @@ mod engine;
 mod error;
 pub mod format;
 pub mod input;
+pub mod kernels;
 pub mod linalg;
 mod model;
 pub mod output;

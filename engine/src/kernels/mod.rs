@@ -1,0 +1,202 @@
+//! Compute kernels: the only place with SIMD intrinsics.
+//!
+//! Every kernel has a scalar specification (`scalar/`); a SIMD tier lives in
+//! `<arch>/<isa>/<op>.rs`, is reached only through a zero-sized ISA token that proves the CPU
+//! supports it, and must equal the specification bit for bit (integer kernels). The tier is chosen
+//! once per process ([`Kernels::detect`]); `TURNSCORE_ISA=scalar` (or another tier name) lowers
+//! it, for tests and triage; asking for a tier the CPU lacks is an error, never undefined
+//! behaviour.
+//!
+//! | op | tier | tile | instruction | B layout | exactness |
+//! |---|---|---|---|---|---|
+//! | `gemm_u8i8_i32` | scalar | 1×1 | — | packed k4n16 | the specification |
+//! | `gemm_u8i8_i32` | x86_64/avx512vnni | 4×16 | `vpdpbusd` | packed k4n16 | bit-exact |
+//!
+//! Not yet: the AVX2 and NEON tiers, activation quantization, and the fused element-wise kernels;
+//! the encoder still runs in f32 (see `linalg`).
+
+pub mod scalar;
+#[cfg(target_arch = "x86_64")]
+pub mod x86_64;
+
+use std::sync::OnceLock;
+
+/// The kernel tiers.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Isa {
+    /// Plain Rust, every CPU.
+    Scalar,
+    /// x86-64 AVX-512 F + BW + VNNI.
+    Avx512Vnni,
+}
+
+impl Isa {
+    /// `"scalar"`, `"x86_64/avx512vnni"`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Isa::Scalar => "scalar",
+            Isa::Avx512Vnni => "x86_64/avx512vnni",
+        }
+    }
+    /// Parses `scalar` or `avx512vnni` (with or without the `x86_64/` prefix).
+    pub fn parse(s: &str) -> Option<Isa> {
+        match s.trim().trim_start_matches("x86_64/") {
+            "scalar" => Some(Isa::Scalar),
+            "avx512vnni" => Some(Isa::Avx512Vnni),
+            _ => None,
+        }
+    }
+}
+
+/// `B` (`n × k` signed bytes, one row per output channel) packed for the kernels: panels of 16
+/// output channels; in a panel, for each group of 4 consecutive k, 16 channels × 4 bytes (64
+/// bytes). `n` is padded to a multiple of 16 and `k` to a multiple of 4 with zeros.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PackedB {
+    data: Vec<i8>,
+    n: usize,
+    k: usize,
+}
+
+impl PackedB {
+    /// Packs a row-major `n × k` matrix.
+    ///
+    /// # Panics
+    /// If `b.len() != n · k`.
+    pub fn pack(b: &[i8], n: usize, k: usize) -> PackedB {
+        assert_eq!(b.len(), n * k, "pack: length does not match n × k");
+        let groups = k.div_ceil(4);
+        let panels = n.div_ceil(16);
+        let mut data = vec![0i8; panels * groups * 64];
+        for j in 0..n {
+            for l in 0..k {
+                data[Self::offset(groups, j, l)] = b[j * k + l];
+            }
+        }
+        PackedB { data, n, k }
+    }
+
+    fn offset(groups: usize, j: usize, l: usize) -> usize {
+        let (p, jj) = (j / 16, j % 16);
+        let (g, t) = (l / 4, l % 4);
+        (p * groups + g) * 64 + jj * 4 + t
+    }
+
+    /// Element `(j, l)` of the original matrix.
+    pub fn get(&self, j: usize, l: usize) -> i8 {
+        self.data[Self::offset(self.groups(), j, l)]
+    }
+    /// Output channels.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+    /// Inner dimension.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+    /// Groups of 4 along k.
+    pub fn groups(&self) -> usize {
+        self.k.div_ceil(4)
+    }
+    /// Panels of 16 channels.
+    pub fn panels(&self) -> usize {
+        self.n.div_ceil(16)
+    }
+    /// The packed bytes.
+    pub fn data(&self) -> &[i8] {
+        &self.data
+    }
+}
+
+/// Largest inner dimension for which i32 accumulation of u8 × i8 cannot overflow.
+pub const MAX_K: usize = 65_793;
+
+/// The kernels of one tier.
+#[derive(Clone, Copy, Debug)]
+pub struct Kernels {
+    isa: Isa,
+    #[cfg(target_arch = "x86_64")]
+    vnni: Option<x86_64::avx512vnni::Avx512Vnni>,
+}
+
+impl Kernels {
+    /// The best tier this CPU supports, lowered by `TURNSCORE_ISA` if set; chosen once per
+    /// process.
+    ///
+    /// # Panics
+    /// If `TURNSCORE_ISA` names an unknown tier or one this CPU lacks: a configuration error the
+    /// process must not run past.
+    pub fn detect() -> &'static Kernels {
+        static K: OnceLock<Kernels> = OnceLock::new();
+        K.get_or_init(|| {
+            let best = *Self::all_available().last().expect("scalar is always available");
+            match std::env::var("TURNSCORE_ISA") {
+                Ok(s) => {
+                    let isa = Isa::parse(&s).unwrap_or_else(|| {
+                        panic!("TURNSCORE_ISA={s:?} is not a tier (scalar, avx512vnni)")
+                    });
+                    Self::for_isa(isa).unwrap_or_else(|| {
+                        panic!("TURNSCORE_ISA={s:?}: this CPU does not support {}", isa.name())
+                    })
+                }
+                Err(_) => best,
+            }
+        })
+    }
+
+    /// The kernels of `isa`, if this CPU supports it.
+    pub fn for_isa(isa: Isa) -> Option<Kernels> {
+        match isa {
+            Isa::Scalar => Some(Kernels {
+                isa,
+                #[cfg(target_arch = "x86_64")]
+                vnni: None,
+            }),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                x86_64::avx512vnni::Avx512Vnni::try_new().map(|t| Kernels { isa, vnni: Some(t) })
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx512Vnni => None,
+        }
+    }
+
+    /// Every tier this CPU supports, scalar first.
+    pub fn all_available() -> Vec<Kernels> {
+        [Isa::Scalar, Isa::Avx512Vnni].into_iter().filter_map(Self::for_isa).collect()
+    }
+
+    /// This tier.
+    pub fn isa(&self) -> Isa {
+        self.isa
+    }
+
+    /// `c[i·n + j] = Σ_l a[i·k + l] · B[j][l]` for `m` rows of `a` (`m × k` unsigned bytes) and the
+    /// packed `b` (`n` channels of `k` signed bytes), into `c` (`m × n` i32).
+    ///
+    /// # Panics
+    /// If a slice is shorter than its shape, `k != b.k()`, or `k > MAX_K`: shapes come from
+    /// validated model dimensions, so this is a bug, not bad input.
+    pub fn gemm_u8i8_i32(&self, a: &[u8], m: usize, k: usize, b: &PackedB, c: &mut [i32]) {
+        assert!(
+            k == b.k() && k <= MAX_K,
+            "gemm_u8i8_i32: k {k} does not match B or exceeds {MAX_K}"
+        );
+        assert!(
+            a.len() >= m * k && c.len() >= m * b.n(),
+            "gemm_u8i8_i32: slice shorter than its shape"
+        );
+        match self.isa {
+            Isa::Scalar => scalar::gemm_i8::gemm_u8i8_i32(a, m, k, b, c),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => {
+                self.vnni.expect("token exists for this tier").gemm_u8i8_i32(a, m, k, b, c)
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            Isa::Avx512Vnni => unreachable!("no such tier on this architecture"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

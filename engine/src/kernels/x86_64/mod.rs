@@ -1,0 +1,2 @@
+//! x86-64 tiers.
+pub mod avx512vnni;
