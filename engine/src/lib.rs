@@ -16,8 +16,9 @@
 //! # Ok::<(), turnscore::Error>(())
 //! ```
 //!
-//! Unsafe code: two sites, each with its soundness argument next to it: the memory map in
-//! [`format::ModelFile::open`] and the call into the `gemm` crate in `linalg::sgemm`.
+//! Unsafe code, each block with its soundness argument next to it: the memory map in
+//! [`format::ModelFile::open`], the call into the `gemm` crate in `linalg::sgemm`, and the SIMD
+//! kernels under [`kernels`] (reached only through ISA tokens that prove the CPU supports them).
 //! Message text never appears in errors or logs.
 
 #![deny(missing_docs)]

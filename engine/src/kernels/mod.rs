@@ -10,7 +10,7 @@
 //! | op | tier | tile | instruction | B layout | exactness |
 //! |---|---|---|---|---|---|
 //! | `gemm_u8i8_i32` | scalar | 1×1 | — | packed k4n16 | the specification |
-//! | `gemm_u8i8_i32` | x86_64/avx512vnni | 4×16 | `vpdpbusd` | packed k4n16 | bit-exact |
+//! | `gemm_u8i8_i32` | x86_64/avx512vnni | 8×32 | `vpdpbusd` | packed k4n16 | bit-exact |
 //!
 //! Not yet: the AVX2 and NEON tiers, activation quantization, and the fused element-wise kernels;
 //! the encoder still runs in f32 (see `linalg`).
