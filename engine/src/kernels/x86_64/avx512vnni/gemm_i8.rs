@@ -106,6 +106,8 @@ pub unsafe fn gemm(a: &[u8], m: usize, k: usize, b: &PackedB, c: &mut [i32]) {
             let cp = c[i * n + p * 16..].as_mut_ptr();
             macro_rules! go {
                 ($r:literal, $n:literal) => {
+                    // SAFETY: $r == rows and $n == np (the match below), so the ranges argued
+                    // above are the ones `tile` requires; this fn's own features are `tile`'s.
                     unsafe { tile::<$r, $n>(ap, kp, groups, bp, pstride, cp, n, last_cols) }
                 };
             }
