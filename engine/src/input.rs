@@ -377,6 +377,24 @@ impl<R: BufRead> JsonlReader<R> {
 /// [`crate::Error::Invalid`] naming a column whose type cannot hold its field, or a missing
 /// `id` or `text` column: a problem of the whole input, not of one row. Bad values in a row
 /// (null or empty text, a region that is not a code) reject that row.
+///
+/// # Example
+///
+/// ```
+/// use arrow_array::{ArrayRef, RecordBatch, StringArray};
+/// use std::sync::Arc;
+/// use turnscore::input::{rows_from_batch, ReadOptions};
+/// let b = RecordBatch::try_from_iter(vec![
+///     ("id", Arc::new(StringArray::from(vec!["a", "b"])) as ArrayRef),
+///     ("message", Arc::new(StringArray::from(vec![Some("hello"), None])) as ArrayRef),
+/// ])?;
+/// let mut opts = ReadOptions::default();
+/// opts.fields.text = "message".into();
+/// let rows = rows_from_batch(&b, 1, &opts)?;
+/// assert!(rows[0].turn.is_ok());
+/// assert_eq!(rows[1].turn.as_ref().unwrap_err().reason.code(), "missing_text");
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub fn rows_from_batch(
     batch: &arrow_array::RecordBatch,
     first_row: u64,

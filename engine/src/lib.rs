@@ -6,13 +6,37 @@
 //! their thresholds; the output is an Arrow [`arrow_array::RecordBatch`] with one row per input
 //! row.
 //!
-//! ```no_run
+//! ```
 //! use turnscore::{Engine, EngineOptions};
-//! let engine = Engine::open("models/all-minilm-l6-v2.tsm", EngineOptions::default())?;
-//! let scores = engine.score_texts(&["any good day hikes near Denver?"])?;
-//! for (label, s) in engine.topic_labels().iter().zip(&scores[0].topics) {
-//!     println!("{} {s:.3}", label.name);
-//! }
+//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/all-minilm-l6-v2.tsm");
+//! let engine = Engine::open(path, EngineOptions { threads: 1, ..Default::default() })?;
+//! let scores = engine.score_texts(&["cheap flights to Lisbon in May and a hotel"])?;
+//! let travel = engine.topic_labels().iter().position(|l| l.name == "travel").unwrap();
+//! assert!(scores[0].topics[travel] >= engine.topic_labels()[travel].threshold);
+//! # Ok::<(), turnscore::Error>(())
+//! ```
+//!
+//! Rows with the policy fields go through the whole gate and come back as Arrow:
+//!
+//! ```
+//! use arrow_array::cast::AsArray;
+//! use turnscore::input::parse_line;
+//! use turnscore::{Engine, EngineOptions};
+//! # let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../models/all-minilm-l6-v2.tsm");
+//! let engine = Engine::open(path, EngineOptions { threads: 1, ..Default::default() })?;
+//! let rows = [
+//!     r#"{"id":"a","text":"best hiking boots?","role":"user","region":"US","consent_ads":true,"is_minor":false,"account_linked":true}"#,
+//!     r#"{"id":"b","text":"best hiking boots?","role":"user","region":"DE","consent_ads":true,"is_minor":false,"account_linked":true}"#,
+//!     r#"{"id":"c"}"#,
+//! ]
+//! .iter()
+//! .enumerate()
+//! .map(|(i, l)| parse_line(l.as_bytes(), i as u64 + 1))
+//! .collect::<Vec<_>>();
+//! let batch = engine.score_rows(&rows)?;
+//! assert_eq!(batch.num_rows(), 3);
+//! let elig = batch.column_by_name("ad_eligible").unwrap().as_boolean();
+//! assert!(elig.value(0) && !elig.value(1) && !elig.value(2)); // ok, region:DE, rejected
 //! # Ok::<(), turnscore::Error>(())
 //! ```
 //!

@@ -198,6 +198,22 @@ impl Policy {
     }
 
     /// Decides whether a turn may be processed at all. `None`: admit.
+    ///
+    /// ```
+    /// use turnscore::input::{Role, Turn};
+    /// use turnscore::policy::{Policy, Suppression};
+    /// let p = Policy::default();
+    /// let mut t = Turn { id: "1".into(), text: "hi".into(), ..Default::default() };
+    /// assert_eq!(p.admit(&t), Some(Suppression::Region(None))); // no region: strictest reading
+    /// t.region = Some("US".into());
+    /// t.is_minor = Some(false);
+    /// t.consent_ads = Some(true);
+    /// t.account_linked = Some(true);
+    /// t.role = Some(Role::User);
+    /// assert_eq!(p.admit(&t), None);
+    /// t.region = Some("KR".into());
+    /// assert_eq!(p.admit(&t).unwrap().reason(), "region:KR");
+    /// ```
     pub fn admit(&self, t: &Turn) -> Option<Suppression> {
         if !self.excluded_regions.is_empty() {
             match &t.region {

@@ -102,6 +102,59 @@ pub fn bench(corpus: Option<PathBuf>, repeat: usize, common: &Common) -> Result<
     Ok(())
 }
 
+/// p50 and p99 latency of `Engine::score_rows` for micro-batches of 1, 8 and 32 turns drawn in
+/// order from the corpus (the library path an ingestion service calls).
+pub fn latency(corpus: Option<PathBuf>, common: &Common) -> Result<()> {
+    let engine = open_engine(common)?;
+    let text = match &corpus {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?
+        }
+        None => CORPUS.to_string(),
+    };
+    let rows: Vec<turnscore::input::Row> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .enumerate()
+        .map(|(i, l)| turnscore::input::parse_line(l.as_bytes(), i as u64 + 1))
+        .collect();
+    if rows.is_empty() {
+        anyhow::bail!("the corpus has no rows");
+    }
+    eprintln!(
+        "turnscore bench --latency: {} rows, {} threads, model {}",
+        rows.len(),
+        engine.threads(),
+        engine.model().meta().model_id
+    );
+    println!("{:<8} {:>6} {:>10} {:>10} {:>12}", "batch", "calls", "p50 ms", "p99 ms", "turns/s");
+    // Warm up: page in the model and the thread pool.
+    engine.score_rows(&rows[..rows.len().min(8)])?;
+    for (b, calls) in [(1usize, 200usize), (8, 60), (32, 20)] {
+        let mut lat = Vec::with_capacity(calls);
+        let started = Instant::now();
+        for c in 0..calls {
+            let s = (c * b) % rows.len();
+            let batch: Vec<_> = rows.iter().cycle().skip(s).take(b).cloned().collect();
+            let t = Instant::now();
+            engine.score_rows(&batch)?;
+            lat.push(t.elapsed().as_secs_f64() * 1e3);
+        }
+        let total = started.elapsed().as_secs_f64();
+        lat.sort_by(f64::total_cmp);
+        let pct = |q: f64| lat[((lat.len() - 1) as f64 * q).round() as usize];
+        println!(
+            "{:<8} {:>6} {:>10.2} {:>10.2} {:>12.1}",
+            b,
+            calls,
+            pct(0.5),
+            pct(0.99),
+            (b * calls) as f64 / total
+        );
+    }
+    Ok(())
+}
+
 struct Cleanup(PathBuf);
 impl Drop for Cleanup {
     fn drop(&mut self) {

@@ -64,7 +64,13 @@ pub fn run(cmd: Command) -> Result<()> {
             model_id,
         } => convert(hf_dir, output, &quant, heads, &checkpoint_head, pooling, normalize, model_id),
         Command::Eval { inputs, json, common } => crate::eval::eval(&inputs, json, &common),
-        Command::Bench { corpus, repeat, common } => crate::bench::bench(corpus, repeat, &common),
+        Command::Bench { corpus, repeat, latency, common } => {
+            if latency {
+                crate::bench::latency(corpus, &common)
+            } else {
+                crate::bench::bench(corpus, repeat, &common)
+            }
+        }
         Command::Policy { file } => {
             let p = load_policy(file.as_deref())?;
             println!("{}", p.to_json());

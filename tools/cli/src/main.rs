@@ -274,6 +274,10 @@ enum Command {
         /// How many times to alternate the two measurements.
         #[arg(long, default_value_t = 3)]
         repeat: usize,
+        /// Measure latency instead: p50 and p99 of scoring one turn, and micro-batches of 8 and
+        /// 32 turns, through the library API (what an ingestion service sees).
+        #[arg(long)]
+        latency: bool,
         #[command(flatten)]
         common: Common,
     },
