@@ -255,16 +255,16 @@ impl Engine {
     ///
     /// # Errors
     /// [`Error::Invalid`] for an empty or too long sequence or an id outside the vocabulary.
-    pub fn embed_ids(&self, seqs: &[Vec<u32>]) -> Result<Vec<f32>> {
+    pub fn embed_ids<S: AsRef<[u32]> + Sync>(&self, seqs: &[S]) -> Result<Vec<f32>> {
         let h = self.model.meta().architecture.hidden_size as usize;
         // Group by length under the token budget; original order is restored below.
         let mut order: Vec<usize> = (0..seqs.len()).collect();
-        order.sort_by_key(|&i| seqs[i].len());
+        order.sort_by_key(|&i| seqs[i].as_ref().len());
         let mut batches: Vec<Vec<usize>> = Vec::new();
         let mut cur = Vec::new();
         let mut tokens = 0;
         for i in order {
-            let l = seqs[i].len();
+            let l = seqs[i].as_ref().len();
             if !cur.is_empty() && tokens + l > self.opts.batch_tokens {
                 batches.push(std::mem::take(&mut cur));
                 tokens = 0;
@@ -280,7 +280,7 @@ impl Engine {
                 .par_iter()
                 .map(|b| {
                     let w = Weights::new(&self.model)?;
-                    let refs: Vec<&[u32]> = b.iter().map(|&i| seqs[i].as_slice()).collect();
+                    let refs: Vec<&[u32]> = b.iter().map(|&i| seqs[i].as_ref()).collect();
                     SCRATCH.with(|s| encode(&w, &refs, &mut s.borrow_mut()))
                 })
                 .collect()
@@ -367,6 +367,26 @@ impl Engine {
         Ok(out)
     }
 
+    /// The policy's decision for each row before inference: `Some(why)` for a turn it does not
+    /// admit, `None` for an admitted turn and for a rejected row (which is never scored either).
+    pub fn admit(&self, rows: &[Row]) -> Vec<Option<crate::policy::Suppression>> {
+        rows.iter().map(|r| r.turn.as_ref().ok().and_then(|t| self.opts.policy.admit(t))).collect()
+    }
+
+    /// The texts of the rows that will be scored (admitted turns), in order.
+    pub fn admitted_texts<'r>(
+        rows: &'r [Row],
+        admit: &[Option<crate::policy::Suppression>],
+    ) -> Vec<&'r str> {
+        rows.iter()
+            .zip(admit)
+            .filter_map(|(r, a)| match (&r.turn, a) {
+                (Ok(t), None) => Some(t.text.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Scores input rows into the output batch: one output row per input row, in order.
     ///
     /// The policy admits or suppresses each turn first; suppressed turns are never tokenized.
@@ -375,17 +395,8 @@ impl Engine {
     /// # Errors
     /// As [`Engine::score_texts`], and [`Error::Arrow`] if the batch cannot be built.
     pub fn score_rows(&self, rows: &[Row]) -> Result<RecordBatch> {
-        let policy = &self.opts.policy;
-        let admit: Vec<Option<crate::policy::Suppression>> =
-            rows.iter().map(|r| r.turn.as_ref().ok().and_then(|t| policy.admit(t))).collect();
-        let texts: Vec<&str> = rows
-            .iter()
-            .zip(&admit)
-            .filter_map(|(r, a)| match (&r.turn, a) {
-                (Ok(t), None) => Some(t.text.as_str()),
-                _ => None,
-            })
-            .collect();
+        let admit = self.admit(rows);
+        let texts = Self::admitted_texts(rows, &admit);
         let mut scored = self.score_texts(&texts)?.into_iter();
         let outcomes: Vec<Outcome> = rows
             .iter()
@@ -398,17 +409,23 @@ impl Engine {
                 }
             })
             .collect();
-        build_batch(self.topic_labels(), self.sensitive_labels(), policy, rows, &outcomes)
+        build_batch(
+            self.topic_labels(),
+            self.sensitive_labels(),
+            &self.opts.policy,
+            rows,
+            &outcomes,
+        )
     }
 }
 
 /// All windows of all texts, and the text each window belongs to.
-fn flatten(toks: &[Tokenized]) -> (Vec<Vec<u32>>, Vec<usize>) {
+fn flatten(toks: &[Tokenized]) -> (Vec<&[u32]>, Vec<usize>) {
     let mut flat = Vec::new();
     let mut owner = Vec::new();
     for (i, t) in toks.iter().enumerate() {
         for w in &t.windows {
-            flat.push(w.clone());
+            flat.push(w.as_slice());
             owner.push(i);
         }
     }

@@ -446,19 +446,8 @@ fn embed(read: &ReadArgs, output: &Path, quiet: bool, c: &Common) -> Result<()> 
                 break;
             }
             // The policy applies here too: a turn it does not admit is never tokenized.
-            let admit: Vec<Option<String>> = rows
-                .iter()
-                .map(|r| {
-                    r.turn.as_ref().ok().and_then(|t| engine.policy().admit(t)).map(|s| s.reason())
-                })
-                .collect();
-            let texts: Vec<&str> = rows
-                .iter()
-                .zip(&admit)
-                .filter_map(|(r, a)| {
-                    r.turn.as_ref().ok().filter(|_| a.is_none()).map(|t| t.text.as_str())
-                })
-                .collect();
+            let admit = engine.admit(&rows);
+            let texts = Engine::admitted_texts(&rows, &admit);
             let e = engine.embed(&texts)?;
             let mut j = 0;
             for (r, a) in rows.iter().zip(&admit) {
@@ -471,7 +460,7 @@ fn embed(read: &ReadArgs, output: &Path, quiet: bool, c: &Common) -> Result<()> 
                     }
                     (Ok(t), Some(reason)) => {
                         suppressed += 1;
-                        serde_json::json!({"id": t.id, "embedding": null, "reason": reason})
+                        serde_json::json!({"id": t.id, "embedding": null, "reason": reason.reason()})
                     }
                     (Err(rej), _) => {
                         rejected += 1;
