@@ -23,6 +23,10 @@ pub enum Quant {
     /// As `F16`, with the word-embedding table as i8 with one f32 scale per row (the bundled
     /// default: keeps all-MiniLM-L6-v2 under 40 MiB).
     F16Emb8,
+    /// The encoder's linear layers as int8 with one scale per output channel, packed for the
+    /// int8 kernels and used in place (activations are quantized per token at run time); word
+    /// embeddings i8 per row; other matrices f16; biases, norms and heads f32.
+    Int8,
 }
 
 impl Quant {
@@ -32,6 +36,11 @@ impl Quant {
             Quant::F32 => "f32",
             Quant::F16 => "f16 (biases and norms f32)",
             Quant::F16Emb8 => "f16 (word embeddings i8 per row; biases and norms f32)",
+            Quant::Int8 => {
+                "int8 (encoder linear layers i8 per output channel, packed k4n16, activations u8 \
+                 per token; word embeddings i8 per row; other matrices f16; biases, norms, heads \
+                 f32)"
+            }
         }
     }
 }
@@ -349,10 +358,14 @@ pub fn build(dir: &Path, opts: &ConvertOptions) -> Result<Vec<u8>> {
             cerr(format!("tensor {name:?} is missing from {}", st_path.display()))
         })?;
         let is_matrix = shape.len() == 2;
+        let encoder_linear =
+            name.starts_with("encoder.layer.") && name.ends_with(".weight") && is_matrix;
         match opts.quant {
-            Quant::F16Emb8 if name == "embeddings.word_embeddings.weight" => {
+            Quant::Int8 if encoder_linear => wr.add_i8_packed(name, shape, v)?,
+            Quant::F16Emb8 | Quant::Int8 if name == "embeddings.word_embeddings.weight" => {
                 wr.add_i8_rows(name, shape, v)?
             }
+            Quant::Int8 if is_matrix => wr.add_f16(name, shape, v)?,
             Quant::F16 | Quant::F16Emb8 if is_matrix => wr.add_f16(name, shape, v)?,
             _ => wr.add_f32(name, shape, v)?,
         }

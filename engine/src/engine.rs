@@ -333,7 +333,7 @@ impl Engine {
     /// Head scores for pooled vectors (`n × hidden`): `(topics, sensitive)`, each `n × labels`.
     pub fn head_scores(&self, pooled: &[f32], n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
         let w = Weights::new(&self.model)?;
-        let mut buf = Vec::new();
+        let mut buf = crate::model::LinBuf::default();
         let t = w.topics.as_ref().map_or(Vec::new(), |hd| head_scores(hd, pooled, n, &mut buf));
         let s = w.sensitive.as_ref().map_or(Vec::new(), |hd| head_scores(hd, pooled, n, &mut buf));
         Ok((t, s))

@@ -15,15 +15,36 @@ pub enum DType {
     /// Signed 8-bit integer. A matrix stored as `i8` has a companion `f32` tensor named
     /// `<name>.scale` with one scale per row: `value[r][c] = q[r][c] as f32 * scale[r]`.
     I8,
+    /// A `[n, k]` signed-byte weight matrix (one row per output channel) in the int8 kernels'
+    /// packed layout (`kernels::PackedB`: panels of 16 channels, groups of 4 k, `n` padded to 16
+    /// and `k` to 4 with zeros), used in place from the mapping. Companions: `<name>.scale`
+    /// (`f32 [n]`, `value[j][l] = q[j][l] · scale[j]`) and `<name>.colsum` (`i32 [n]`,
+    /// `Σ_l q[j][l]`, for the activations' zero point).
+    #[serde(rename = "i8k4n16")]
+    I8K4N16,
+    /// Signed 32-bit integer.
+    I32,
 }
 
 impl DType {
-    /// Bytes per element.
+    /// Bytes per element (for `i8k4n16`, before padding; see [`DType::byte_len`]).
     pub fn size(self) -> usize {
         match self {
-            DType::F32 => 4,
+            DType::F32 | DType::I32 => 4,
             DType::F16 => 2,
-            DType::I8 => 1,
+            DType::I8 | DType::I8K4N16 => 1,
+        }
+    }
+
+    /// Stored bytes of a tensor of this type and shape, `None` on overflow or (for `i8k4n16`)
+    /// a shape that is not 2-d.
+    pub fn byte_len(self, shape: &[u64]) -> Option<u64> {
+        match self {
+            DType::I8K4N16 => match shape {
+                [n, k] => n.div_ceil(16).checked_mul(k.div_ceil(4))?.checked_mul(64),
+                _ => None,
+            },
+            _ => shape.iter().try_fold(self.size() as u64, |a, &d| a.checked_mul(d)),
         }
     }
     /// Lower-case name as stored.
@@ -32,6 +53,8 @@ impl DType {
             DType::F32 => "f32",
             DType::F16 => "f16",
             DType::I8 => "i8",
+            DType::I8K4N16 => "i8k4n16",
+            DType::I32 => "i32",
         }
     }
 }

@@ -184,6 +184,10 @@ pub enum TensorData<'a> {
     F16(&'a [half::f16]),
     /// Signed 8-bit integers (paired with a per-row scale tensor, see [`ModelFile::weight`]).
     I8(&'a [i8]),
+    /// Signed bytes in the int8 kernels' packed layout (see [`DType::I8K4N16`]).
+    I8K4N16(&'a [i8]),
+    /// Signed 32-bit integers.
+    I32(&'a [i32]),
 }
 
 impl ModelFile {
@@ -294,7 +298,7 @@ impl ModelFile {
         let mut index = HashMap::with_capacity(meta.tensors.len());
         for (i, t) in meta.tensors.iter().enumerate() {
             check_range(data, t.offset, t.len, &format!("tensor {:?}", t.name))?;
-            let want = t.shape.iter().try_fold(t.dtype.size() as u64, |a, &d| a.checked_mul(d));
+            let want = t.dtype.byte_len(&t.shape);
             if want != Some(t.len) {
                 return Err(Error::format(format!(
                     "tensor {:?}: shape {:?} of {} does not match its length {}",
@@ -400,6 +404,8 @@ impl ModelFile {
             DType::F32 => TensorData::F32(bytemuck::try_cast_slice(raw).map_err(misaligned)?),
             DType::F16 => TensorData::F16(bytemuck::try_cast_slice(raw).map_err(misaligned)?),
             DType::I8 => TensorData::I8(bytemuck::cast_slice(raw)),
+            DType::I8K4N16 => TensorData::I8K4N16(bytemuck::cast_slice(raw)),
+            DType::I32 => TensorData::I32(bytemuck::try_cast_slice(raw).map_err(misaligned)?),
         };
         Ok((data, &t.shape))
     }

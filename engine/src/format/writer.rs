@@ -63,8 +63,8 @@ impl ModelWriter {
         shape: &[u64],
         bytes: Vec<u8>,
     ) -> Result<()> {
-        let want = shape.iter().product::<u64>() * dtype.size() as u64;
-        if want != bytes.len() as u64 {
+        let want = dtype.byte_len(shape);
+        if want != Some(bytes.len() as u64) {
             return Err(Error::Invalid(format!(
                 "tensor {name:?}: {} bytes for shape {shape:?} of {}",
                 bytes.len(),
@@ -112,6 +112,31 @@ impl ModelWriter {
         let (q, s) = quantize_rows(v, *rows as usize, *cols as usize);
         self.add_raw(name, DType::I8, shape, bytemuck::cast_slice(&q).to_vec())?;
         self.add_f32(&format!("{name}.scale"), &[*rows], &s)
+    }
+
+    /// Adds a `[n, k]` f32 weight matrix (one row per output channel) quantized to int8 with one
+    /// symmetric scale per output channel, packed for the int8 kernels: `name` (`i8k4n16`),
+    /// `name.scale` (f32) and `name.colsum` (i32).
+    ///
+    /// # Errors
+    /// As [`ModelWriter::add_raw`].
+    pub fn add_i8_packed(&mut self, name: &str, shape: &[u64], v: &[f32]) -> Result<()> {
+        let [n, k] = shape else {
+            return Err(Error::Invalid(format!("tensor {name:?}: packed int8 needs a 2-d shape")));
+        };
+        let (n, k) = (*n as usize, *k as usize);
+        let (q, s) = quantize_rows(v, n, k);
+        let colsum: Vec<i32> =
+            q.chunks_exact(k).map(|r| r.iter().map(|&x| x as i32).sum()).collect();
+        let packed = crate::kernels::PackedB::pack(&q, n, k);
+        self.add_raw(name, DType::I8K4N16, shape, bytemuck::cast_slice(packed.data()).to_vec())?;
+        self.add_f32(&format!("{name}.scale"), &[n as u64], &s)?;
+        self.add_raw(
+            &format!("{name}.colsum"),
+            DType::I32,
+            &[n as u64],
+            bytemuck::cast_slice(&colsum).to_vec(),
+        )
     }
 
     /// Serialises the model to bytes.

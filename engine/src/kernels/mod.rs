@@ -16,6 +16,7 @@
 //! the encoder still runs in f32 (see `linalg`).
 
 pub mod scalar;
+pub mod wide;
 #[cfg(target_arch = "x86_64")]
 pub mod x86_64;
 
@@ -51,19 +52,42 @@ impl Isa {
 /// `B` (`n × k` signed bytes, one row per output channel) packed for the kernels: panels of 16
 /// output channels; in a panel, for each group of 4 consecutive k, 16 channels × 4 bytes (64
 /// bytes). `n` is padded to a multiple of 16 and `k` to a multiple of 4 with zeros.
+///
+/// Owned when packed here ([`PackedB::pack`]), borrowed when read in place from a model file
+/// ([`PackedB::from_packed`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct PackedB {
-    data: Vec<i8>,
+pub struct PackedB<'a> {
+    data: std::borrow::Cow<'a, [i8]>,
     n: usize,
     k: usize,
 }
 
-impl PackedB {
+impl<'a> PackedB<'a> {
+    /// Bytes of the packed form of an `n × k` matrix.
+    pub fn packed_len(n: usize, k: usize) -> usize {
+        n.div_ceil(16) * k.div_ceil(4) * 64
+    }
+
+    /// Views bytes already in the packed layout (a model file's `i8k4n16` tensor).
+    ///
+    /// # Errors
+    /// A message if the length is not [`PackedB::packed_len`]`(n, k)` or `k` exceeds [`MAX_K`].
+    pub fn from_packed(data: &'a [i8], n: usize, k: usize) -> Result<PackedB<'a>, String> {
+        if data.len() != Self::packed_len(n, k) || k > MAX_K {
+            return Err(format!(
+                "packed int8 matrix of {} bytes does not hold {n} × {k} (want {} bytes, k ≤ {MAX_K})",
+                data.len(),
+                Self::packed_len(n, k)
+            ));
+        }
+        Ok(PackedB { data: std::borrow::Cow::Borrowed(data), n, k })
+    }
+
     /// Packs a row-major `n × k` matrix.
     ///
     /// # Panics
     /// If `b.len() != n · k`.
-    pub fn pack(b: &[i8], n: usize, k: usize) -> PackedB {
+    pub fn pack(b: &[i8], n: usize, k: usize) -> PackedB<'static> {
         assert_eq!(b.len(), n * k, "pack: length does not match n × k");
         let groups = k.div_ceil(4);
         let panels = n.div_ceil(16);
@@ -73,7 +97,7 @@ impl PackedB {
                 data[Self::offset(groups, j, l)] = b[j * k + l];
             }
         }
-        PackedB { data, n, k }
+        PackedB { data: std::borrow::Cow::Owned(data), n, k }
     }
 
     fn offset(groups: usize, j: usize, l: usize) -> usize {
@@ -177,7 +201,7 @@ impl Kernels {
     /// # Panics
     /// If a slice is shorter than its shape, `k != b.k()`, or `k > MAX_K`: shapes come from
     /// validated model dimensions, so this is a bug, not bad input.
-    pub fn gemm_u8i8_i32(&self, a: &[u8], m: usize, k: usize, b: &PackedB, c: &mut [i32]) {
+    pub fn gemm_u8i8_i32(&self, a: &[u8], m: usize, k: usize, b: &PackedB<'_>, c: &mut [i32]) {
         assert!(
             k == b.k() && k <= MAX_K,
             "gemm_u8i8_i32: k {k} does not match B or exceeds {MAX_K}"

@@ -6,18 +6,22 @@
 
 use crate::error::{Error, Result};
 use crate::format::{Architecture, HeadMeta, ModelFile, Pooling, TensorData};
-use crate::linalg::{gelu, layer_norm, sgemm, sigmoid, softmax_scaled, View};
+use crate::kernels::wide::{add_assign, gelu, layer_norm, softmax_rows};
+use crate::kernels::{scalar::quant, Kernels, PackedB};
+use crate::linalg::{sgemm, sigmoid, View};
 
-/// A weight matrix as stored: f32 used in place, f16 and i8 widened to f32 on use.
-#[derive(Clone, Copy, Debug)]
+/// A weight matrix as stored: f32 used in place, f16 and i8 widened to f32 on use; packed int8
+/// used in place by the int8 kernels.
+#[derive(Clone, Debug)]
 pub(crate) enum Store<'a> {
     F32(&'a [f32]),
     F16(&'a [half::f16]),
     I8 { q: &'a [i8], scale: &'a [f32] },
+    Packed { b: PackedB<'a>, scale: &'a [f32], colsum: &'a [i32] },
 }
 
 /// A `rows × cols` row-major matrix in the model file.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Mat<'a> {
     pub store: Store<'a>,
     pub rows: usize,
@@ -30,11 +34,11 @@ impl<'a> Mat<'a> {
     where
         'a: 'b,
     {
-        match self.store {
+        match &self.store {
             Store::F32(v) => v,
             Store::F16(v) => {
                 buf.resize(v.len(), 0.0);
-                half::slice::HalfFloatSliceExt::convert_to_f32_slice(v, buf);
+                half::slice::HalfFloatSliceExt::convert_to_f32_slice(*v, buf);
                 buf
             }
             Store::I8 { q, scale } => {
@@ -49,13 +53,22 @@ impl<'a> Mat<'a> {
                 }
                 buf
             }
+            Store::Packed { b, scale, .. } => {
+                buf.resize(self.rows * self.cols, 0.0);
+                for (j, dst) in buf.chunks_exact_mut(self.cols).enumerate() {
+                    for (l, d) in dst.iter_mut().enumerate() {
+                        *d = b.get(j, l) as f32 * scale[j];
+                    }
+                }
+                buf
+            }
         }
     }
 
     /// Adds row `r` (as f32) into `out`.
     pub fn add_row(&self, r: usize, out: &mut [f32]) {
         let c = self.cols;
-        match self.store {
+        match &self.store {
             Store::F32(v) => out.iter_mut().zip(&v[r * c..(r + 1) * c]).for_each(|(o, x)| *o += x),
             Store::F16(v) => {
                 out.iter_mut().zip(&v[r * c..(r + 1) * c]).for_each(|(o, x)| *o += x.to_f32())
@@ -64,27 +77,98 @@ impl<'a> Mat<'a> {
                 let s = scale[r];
                 out.iter_mut().zip(&q[r * c..(r + 1) * c]).for_each(|(o, &x)| *o += x as f32 * s)
             }
+            Store::Packed { b, scale, .. } => {
+                out.iter_mut().enumerate().for_each(|(l, o)| *o += b.get(r, l) as f32 * scale[r])
+            }
         }
     }
 }
 
 /// `y = x · Wᵀ + b` with `W` of shape `[out, in]` (PyTorch `nn.Linear` layout).
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub(crate) struct Linear<'a> {
     pub w: Mat<'a>,
     pub b: &'a [f32],
 }
 
+/// Per-thread buffers of the linear layers (reused, grown only when a batch is larger).
+#[derive(Default, Debug)]
+pub(crate) struct LinBuf {
+    /// Weights widened to f32 (f16 and i8 stores).
+    w: Vec<f32>,
+    /// Quantized activations, their per-row scales and zero points, and the i32 accumulators.
+    qa: Vec<u8>,
+    qs: Vec<f32>,
+    qz: Vec<i32>,
+    acc: Vec<i32>,
+}
+
 impl Linear<'_> {
-    /// `y[m × out] = x[m × in] · Wᵀ + b`.
-    pub fn forward(&self, x: &[f32], m: usize, y: &mut [f32], wbuf: &mut Vec<f32>) {
+    /// `y[m × out] = x[m × in] · Wᵀ + b`. Packed int8 weights: activations quantized per row,
+    /// int8 GEMM on the process's kernel tier, exact integer correction, then scales and bias.
+    pub fn forward(&self, x: &[f32], m: usize, y: &mut [f32], buf: &mut LinBuf) {
+        self.forward_shared(x, m, y, buf, false)
+    }
+
+    /// As [`Linear::forward`]; with `reuse`, the activations quantized by the previous call
+    /// (same `x`, same `m`) are used again: Q, K and V share one quantization of their input.
+    pub fn forward_shared(
+        &self,
+        x: &[f32],
+        m: usize,
+        y: &mut [f32],
+        buf: &mut LinBuf,
+        reuse: bool,
+    ) {
         let (n, k) = (self.w.rows, self.w.cols);
-        let w = self.w.as_f32(wbuf);
+        if let Store::Packed { b, scale, colsum } = &self.w.store {
+            if !reuse || buf.qa.len() != m * k {
+                buf.qa.resize(m * k, 0);
+                buf.qs.resize(m, 0.0);
+                buf.qz.resize(m, 0);
+                quant::quantize_rows_u8(x, m, k, &mut buf.qa, &mut buf.qs, &mut buf.qz);
+            }
+            buf.acc.resize(m * n, 0);
+            Kernels::detect().gemm_u8i8_i32(&buf.qa, m, k, b, &mut buf.acc);
+            quant::dequantize(&buf.acc, m, n, &buf.qs, &buf.qz, scale, colsum, self.b, y);
+            return;
+        }
+        let w = self.w.as_f32(&mut buf.w);
         for row in y[..m * n].chunks_exact_mut(n) {
             row.copy_from_slice(self.b);
         }
         sgemm(m, n, k, View::rows(x, k), View::transposed(w, k), y, n, true);
     }
+
+    /// As [`Linear::forward`], but each output row computed on its own with a fixed summation
+    /// order, so a row's result never depends on how many rows were passed (the heads and the
+    /// pooler, whose batch is the number of turns).
+    pub fn forward_rows(&self, x: &[f32], m: usize, y: &mut [f32], buf: &mut LinBuf) {
+        let (n, k) = (self.w.rows, self.w.cols);
+        let w = self.w.as_f32(&mut buf.w);
+        for i in 0..m {
+            let xi = &x[i * k..(i + 1) * k];
+            for j in 0..n {
+                y[i * n + j] = dot(xi, &w[j * k..(j + 1) * k]) + self.b[j];
+            }
+        }
+    }
+}
+
+/// Dot product with 16 independent partial sums (vectorizes; fixed order, so deterministic).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0f32; 16];
+    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
+    let (ra, rb) = (ca.remainder(), cb.remainder());
+    for (x, y) in ca.zip(cb) {
+        for t in 0..16 {
+            acc[t] += x[t] * y[t];
+        }
+    }
+    for (t, (x, y)) in ra.iter().zip(rb).enumerate() {
+        acc[t] += x * y;
+    }
+    acc.iter().sum()
 }
 
 #[derive(Clone, Copy, Debug)]
@@ -151,6 +235,31 @@ impl<'a> Weights<'a> {
                         }
                         _ => return Err(shape_err(&sname, &[rows], sshape)),
                     }
+                }
+                TensorData::I8K4N16(q) => {
+                    let b = PackedB::from_packed(q, rows, cols)
+                        .map_err(|e| Error::format(format!("tensor {name:?}: {e}")))?;
+                    let sname = format!("{name}.scale");
+                    let scale = match m.tensor(&sname)? {
+                        (TensorData::F32(s), sh) if sh == [rows as u64] => s,
+                        (_, sh) => return Err(shape_err(&sname, &[rows], sh)),
+                    };
+                    if let Some(bad) = scale.iter().find(|x| !x.is_finite()) {
+                        return Err(Error::format(format!(
+                            "tensor {sname:?} holds a non-finite scale {bad}"
+                        )));
+                    }
+                    let cname = format!("{name}.colsum");
+                    let colsum = match m.tensor(&cname)? {
+                        (TensorData::I32(s), sh) if sh == [rows as u64] => s,
+                        (_, sh) => return Err(shape_err(&cname, &[rows], sh)),
+                    };
+                    Store::Packed { b, scale, colsum }
+                }
+                TensorData::I32(_) => {
+                    return Err(Error::format(format!(
+                        "tensor {name:?} is i32, which is not a weight matrix type"
+                    )))
                 }
             };
             Ok(Mat { store, rows, cols })
@@ -226,7 +335,7 @@ pub struct Scratch {
     tmp: Vec<f32>,
     inter: Vec<f32>,
     scores: Vec<f32>,
-    wbuf: Vec<f32>,
+    wbuf: LinBuf,
 }
 
 /// Runs the encoder over `seqs` (token ids with special tokens, each at most `max_seq_len`
@@ -275,9 +384,9 @@ pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Resul
     s.inter.resize(m * inter, 0.0);
     let scale = 1.0 / (d as f32).sqrt();
     for layer in &w.layers {
-        layer.q.forward(&s.x, m, &mut s.q, &mut s.wbuf);
-        layer.k.forward(&s.x, m, &mut s.k, &mut s.wbuf);
-        layer.v.forward(&s.x, m, &mut s.v, &mut s.wbuf);
+        layer.q.forward_shared(&s.x, m, &mut s.q, &mut s.wbuf, false);
+        layer.k.forward_shared(&s.x, m, &mut s.k, &mut s.wbuf, true);
+        layer.v.forward_shared(&s.x, m, &mut s.v, &mut s.wbuf, true);
         // Attention, per sequence and head, over that sequence's own tokens only.
         let mut start = 0;
         for seq in seqs {
@@ -288,26 +397,20 @@ pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Resul
                 let q = View { data: &s.q[off..], rs: h, cs: 1 };
                 let kt = View { data: &s.k[off..], rs: 1, cs: h };
                 sgemm(l, l, d, q, kt, &mut s.scores, l, false);
-                for r in s.scores.chunks_exact_mut(l) {
-                    softmax_scaled(r, scale);
-                }
+                softmax_rows(&mut s.scores[..l * l], l, scale);
                 let v = View { data: &s.v[off..], rs: h, cs: 1 };
                 sgemm(l, d, l, View::rows(&s.scores, l), v, &mut s.ctx[off..], h, false);
             }
             start += l;
         }
         layer.attn_out.forward(&s.ctx, m, &mut s.tmp, &mut s.wbuf);
-        for (t, x) in s.tmp.iter_mut().zip(&s.x) {
-            *t += x;
-        }
+        add_assign(&mut s.tmp[..m * h], &s.x[..m * h]);
         layer_norm(&mut s.tmp, h, layer.ln1.g, layer.ln1.b, eps);
         std::mem::swap(&mut s.x, &mut s.tmp);
         layer.ffn_in.forward(&s.x, m, &mut s.inter, &mut s.wbuf);
         gelu(&mut s.inter[..m * inter]);
         layer.ffn_out.forward(&s.inter, m, &mut s.tmp, &mut s.wbuf);
-        for (t, x) in s.tmp.iter_mut().zip(&s.x) {
-            *t += x;
-        }
+        add_assign(&mut s.tmp[..m * h], &s.x[..m * h]);
         layer_norm(&mut s.tmp, h, layer.ln2.g, layer.ln2.b, eps);
         std::mem::swap(&mut s.x, &mut s.tmp);
     }
@@ -332,7 +435,7 @@ pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Resul
     }
     if let Some(p) = &w.pooler {
         let mut t = vec![0f32; pooled.len()];
-        p.forward(&pooled, seqs.len(), &mut t, &mut s.wbuf);
+        p.forward_rows(&pooled, seqs.len(), &mut t, &mut s.wbuf);
         t.iter_mut().for_each(|v| *v = v.tanh());
         pooled = t;
     }
@@ -350,10 +453,10 @@ pub(crate) fn head_scores(
     head: &Linear<'_>,
     pooled: &[f32],
     n: usize,
-    wbuf: &mut Vec<f32>,
+    buf: &mut LinBuf,
 ) -> Vec<f32> {
     let mut out = vec![0f32; n * head.w.rows];
-    head.forward(pooled, n, &mut out, wbuf);
+    head.forward_rows(pooled, n, &mut out, buf);
     out.iter_mut().for_each(|v| *v = sigmoid(*v));
     out
 }

@@ -64,6 +64,9 @@ pub fn run(cmd: Command) -> Result<()> {
             model_id,
         } => convert(hf_dir, output, &quant, heads, &checkpoint_head, pooling, normalize, model_id),
         Command::Eval { inputs, json, common } => crate::eval::eval(&inputs, json, &common),
+        Command::Compare { against, inputs, json, common } => {
+            crate::compare::compare(&against, &inputs, json, &common)
+        }
         Command::Bench { corpus, repeat, latency, common } => {
             if latency {
                 crate::bench::latency(corpus, &common)
@@ -593,6 +596,7 @@ fn convert(
         quant: match quant {
             "f16" => Quant::F16,
             "f16-emb8" => Quant::F16Emb8,
+            "int8" => Quant::Int8,
             _ => Quant::F32,
         },
         heads,

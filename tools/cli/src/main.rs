@@ -6,6 +6,7 @@
 
 mod bench;
 mod cmd;
+mod compare;
 mod data;
 mod eval;
 mod job;
@@ -51,7 +52,7 @@ pub struct Common {
     /// Model file to use. Default: $TURNSCORE_MODEL if set, else the model bundled in this
     /// binary (all-MiniLM-L6-v2 with turnscore's heads).
     #[arg(long, value_name = "PATH", global = true)]
-    model: Option<PathBuf>,
+    pub model: Option<PathBuf>,
     /// Worker threads for tokenization and inference (0 = one per core).
     #[arg(long, value_name = "N", default_value_t = 0, global = true)]
     threads: usize,
@@ -223,8 +224,10 @@ enum Command {
         /// Model file to write (written atomically).
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
-        /// Weight storage: f32 (exact), f16, or f16-emb8 (f16 with i8 word embeddings).
-        #[arg(long, default_value = "f32", value_parser = ["f32", "f16", "f16-emb8"])]
+        /// Weight storage: int8 (encoder linear layers int8 per output channel, run by the int8
+        /// kernels; the bundled default), f32 (exact), f16, or f16-emb8 (f16 with i8 word
+        /// embeddings).
+        #[arg(long, default_value = "f32", value_parser = ["int8", "f32", "f16", "f16-emb8"])]
         quant: String,
         /// Heads file written by `turnscore train-heads`.
         #[arg(long, value_name = "FILE")]
@@ -257,6 +260,25 @@ enum Command {
         #[arg(required = true, value_name = "DATA")]
         inputs: Vec<String>,
         /// Print JSON instead of tables.
+        #[arg(long)]
+        json: bool,
+        #[command(flatten)]
+        common: Common,
+    },
+    /// Compare a model with a reference model on the same labeled texts (int8 against f32 of
+    /// the same checkpoint and heads): pooled-vector cosine (mean and minimum), per-label
+    /// decision agreement at the stored thresholds, and per-label F1 of both (`--json`).
+    #[command(
+        after_help = "Example:\n  turnscore compare --model int8.tsm --against f32.tsm ../shared/data/*/dev.jsonl"
+    )]
+    Compare {
+        /// The reference model (for example the same checkpoint converted with --quant f32).
+        #[arg(long, value_name = "FILE")]
+        against: PathBuf,
+        /// Labeled JSONL files or globs (the shared/data schema).
+        #[arg(required = true, value_name = "DATA")]
+        inputs: Vec<String>,
+        /// Print JSON (with every label's agreement and F1 difference) instead of a table.
         #[arg(long)]
         json: bool,
         #[command(flatten)]

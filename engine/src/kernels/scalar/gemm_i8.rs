@@ -22,7 +22,7 @@ pub fn gemm_u8i8_i32_ref(a: &[u8], m: usize, k: usize, b: &[i8], n: usize, c: &m
 }
 
 /// The scalar tier: the same result, reading `B` in its packed layout.
-pub fn gemm_u8i8_i32(a: &[u8], m: usize, k: usize, b: &PackedB, c: &mut [i32]) {
+pub fn gemm_u8i8_i32(a: &[u8], m: usize, k: usize, b: &PackedB<'_>, c: &mut [i32]) {
     let n = b.n();
     for i in 0..m {
         for j in 0..n {

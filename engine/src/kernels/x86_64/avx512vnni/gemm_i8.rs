@@ -69,7 +69,7 @@ unsafe fn tile<const R: usize, const N: usize>(
 /// The CPU must support avx512f, avx512bw and avx512vnni; `a.len() >= m·k`, `c.len() >= m·n`
 /// with `n = b.n()`, and `k == b.k()`.
 #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
-pub unsafe fn gemm(a: &[u8], m: usize, k: usize, b: &PackedB, c: &mut [i32]) {
+pub unsafe fn gemm(a: &[u8], m: usize, k: usize, b: &PackedB<'_>, c: &mut [i32]) {
     let n = b.n();
     let groups = b.groups();
     let kp = groups * 4;

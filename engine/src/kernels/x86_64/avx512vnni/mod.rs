@@ -29,7 +29,7 @@ impl Avx512Vnni {
         a: &[u8],
         m: usize,
         k: usize,
-        b: &crate::kernels::PackedB,
+        b: &crate::kernels::PackedB<'_>,
         c: &mut [i32],
     ) {
         // SAFETY: an Avx512Vnni value exists only if try_new() observed avx512f, avx512bw and
