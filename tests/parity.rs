@@ -51,11 +51,28 @@ fn bundled() -> Engine {
     Engine::open(bundled_path(), EngineOptions { threads: 2, ..Default::default() }).unwrap()
 }
 
+/// Cosine of two vectors.
+fn cos(a: &[f32], b: &[f32]) -> f64 {
+    let dot: f64 = a.iter().zip(b).map(|(x, y)| *x as f64 * *y as f64).sum();
+    let na: f64 = a.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    let nb: f64 = b.iter().map(|x| (*x as f64).powi(2)).sum::<f64>().sqrt();
+    dot / (na * nb)
+}
+
+/// (mean, min) cosine between `got` (rows of `h`) and `want`.
+fn cos_stats(got: &[f32], want: &[Vec<f32>]) -> (f64, f64) {
+    let h = want[0].len();
+    let c: Vec<f64> =
+        want.iter().enumerate().map(|(i, w)| cos(&got[i * h..(i + 1) * h], w)).collect();
+    (c.iter().sum::<f64>() / c.len() as f64, c.iter().cloned().fold(1.0, f64::min))
+}
+
 #[test]
-fn bundled_minilm_matches_transformers_at_stored_precision() {
-    // The fixture was computed by transformers with the checkpoint's weights rounded exactly as the
-    // bundled file stores them (f16 matrices, i8 per-row word embeddings): same weights, so the
-    // encoder itself must agree to 1e-4.
+fn bundled_int8_minilm_stays_close_to_the_f32_checkpoint() {
+    // The bundled model is int8 (weights per output channel, activations per token): the
+    // fixture is transformers on the original f32 checkpoint. Tokenizer ids must be equal; the
+    // pooled vectors must keep cosine ≥ 0.995 on average and ≥ 0.98 at worst (the accuracy
+    // targets; models/README.md has the measurement on every dev split).
     let fx = fixture("minilm.json");
     let e = bundled();
     let sentences = strings(&fx["sentences"]);
@@ -65,29 +82,21 @@ fn bundled_minilm_matches_transformers_at_stored_precision() {
         e.tokenize(&refs).unwrap().into_iter().map(|t| t.windows[0].clone()).collect();
     assert_eq!(got, want_ids, "tokenizer ids differ from transformers'");
     let emb = e.embed(&refs).unwrap();
-    let err = max_abs(&emb.data, &f32s(&fx["pooled_stored_precision"]));
-    eprintln!("bundled all-MiniLM-L6-v2 vs transformers (same weights): max abs error {err:.3e}");
-    assert!(err <= TOL, "max abs error {err}");
+    let (mean, min) = cos_stats(&emb.data, &f32s(&fx["pooled_f32"]));
+    eprintln!("bundled int8 vs f32 checkpoint (transformers): cosine mean {mean:.5}, min {min:.5}");
+    assert!(mean >= 0.995 && min >= 0.98, "cosine mean {mean}, min {min}");
 }
 
 #[test]
-fn bundled_minilm_storage_drift_against_f32_is_small() {
-    // Storage precision, not the encoder: the bundled file's f16/i8 weights against the original
-    // f32 checkpoint. Bound stated in models/README.md.
-    let fx = fixture("minilm.json");
-    let e = bundled();
-    let sentences = strings(&fx["sentences"]);
-    let refs: Vec<&str> = sentences.iter().map(String::as_str).collect();
-    let emb = e.embed(&refs).unwrap();
-    let want = f32s(&fx["pooled_f32"]);
-    let err = max_abs(&emb.data, &want);
-    let min_cos = want
-        .iter()
-        .enumerate()
-        .map(|(i, w)| emb.row(i).iter().zip(w).map(|(a, b)| a * b).sum::<f32>())
-        .fold(1.0, f32::min);
-    eprintln!("bundled vs f32 checkpoint: max abs {err:.3e}, min cosine {min_cos:.6}");
-    assert!(err <= 5e-3 && min_cos >= 0.9995, "max abs {err}, min cosine {min_cos}");
+fn tiny_bert_int8_stays_close_to_f32() {
+    let seqs = ids(&fixture("tiny-bert.json")["input_ids"]);
+    let f = engine_from_bytes(&tiny_bytes("tiny-bert", Quant::F32), 1).embed_ids(&seqs).unwrap();
+    let q = engine_from_bytes(&tiny_bytes("tiny-bert", Quant::Int8), 1).embed_ids(&seqs).unwrap();
+    let h = f.len() / seqs.len();
+    let want: Vec<Vec<f32>> = f.chunks(h).map(<[f32]>::to_vec).collect();
+    let (mean, min) = cos_stats(&q, &want);
+    eprintln!("tiny-bert int8 vs f32: cosine mean {mean:.5}, min {min:.5}");
+    assert!(mean >= 0.99 && min >= 0.98, "cosine mean {mean}, min {min}");
 }
 
 /// Every tensor of a model file, widened to f32, as candle tensors.
@@ -108,6 +117,14 @@ fn candle_tensors(m: &ModelFile) -> HashMap<String, Tensor> {
                 let cols = shape[1];
                 q.iter().enumerate().map(|(k, &x)| x as f32 * s[k / cols]).collect()
             }
+            TensorData::I8K4N16(q) => {
+                let (s, _) = m.tensor(&format!("{}.scale", t.name)).unwrap();
+                let TensorData::F32(s) = s else { panic!("scale must be f32") };
+                let (n, k) = (shape[0], shape[1]);
+                let b = turnscore::kernels::PackedB::from_packed(q, n, k).unwrap();
+                (0..n * k).map(|x| b.get(x / k, x % k) as f32 * s[x / k]).collect()
+            }
+            TensorData::I32(_) => continue,
         };
         out.insert(t.name.clone(), Tensor::from_vec(v, shape, &Device::Cpu).unwrap());
     }
@@ -145,14 +162,21 @@ fn candle_pooled(m: &ModelFile, seqs: &[Vec<u32>]) -> Vec<f32> {
 }
 
 fn check_against_candle(m: ModelFile, seqs: &[Vec<u32>], what: &str) {
+    check_against_candle_tol(m, seqs, what, TOL)
+}
+
+fn check_against_candle_tol(m: ModelFile, seqs: &[Vec<u32>], what: &str, tol: f32) {
     let want_flat = candle_pooled(&m, seqs);
     let h = m.meta().architecture.hidden_size as usize;
     let want: Vec<Vec<f32>> = want_flat.chunks(h).map(<[f32]>::to_vec).collect();
     let e = Engine::new(m, EngineOptions { threads: 2, ..Default::default() }).unwrap();
     let got = e.embed_ids(seqs).unwrap();
     let err = max_abs(&got, &want);
-    eprintln!("{what} vs candle-transformers: max abs error {err:.3e}");
-    assert!(err <= TOL, "{what}: max abs error {err}");
+    let (mean, min) = cos_stats(&got, &want);
+    eprintln!(
+        "{what} vs candle-transformers: max abs error {err:.3e}, cosine mean {mean:.6}, min {min:.6}"
+    );
+    assert!(err <= tol, "{what}: max abs error {err}");
 }
 
 #[test]
@@ -173,7 +197,9 @@ fn tiny_bert_f16_storage_matches_candle_on_the_same_weights() {
 
 #[test]
 fn bundled_minilm_matches_candle_on_the_same_weights() {
+    // candle runs in f32 on the bundled int8 weights widened: the difference left is the
+    // per-token quantization of the activations alone.
     let seqs = ids(&fixture("minilm.json")["input_ids"]);
     let m = ModelFile::open(bundled_path()).unwrap();
-    check_against_candle(m, &seqs, "bundled all-MiniLM-L6-v2");
+    check_against_candle_tol(m, &seqs, "bundled all-MiniLM-L6-v2 (int8)", 2e-2);
 }

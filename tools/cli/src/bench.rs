@@ -47,13 +47,15 @@ pub fn bench(corpus: Option<PathBuf>, repeat: usize, common: &Common) -> Result<
     let tokens: u64 = engine.tokenize(&texts)?.iter().map(|t| t.tokens as u64).sum();
     let n = rows.len() as f64;
     eprintln!(
-        "turnscore bench: {} rows ({} tokens, {:.1} per row) from {}, {} threads, model {}",
+        "turnscore bench: {} rows ({} tokens, {:.1} per row) from {}, {} threads, model {} ({}), kernels {}",
         rows.len(),
         tokens,
         tokens as f64 / n,
         path.display(),
         engine.threads(),
-        engine.model().meta().model_id
+        engine.model().meta().model_id,
+        engine.model().meta().quantization.split(' ').next().unwrap_or(""),
+        turnscore::kernels::Kernels::detect().isa().name()
     );
     println!(
         "{:<5} {:>14} {:>14} {:>16} {:>7}",

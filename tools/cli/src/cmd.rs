@@ -123,6 +123,7 @@ pub fn open_engine(c: &Common) -> Result<Engine> {
     if c.batch_tokens == 0 {
         bail!("--batch-tokens must be at least 1");
     }
+    select_isa(c.isa.as_deref())?;
     let policy = load_policy(c.policy.as_deref())?;
     let opts = EngineOptions {
         threads: c.threads,
@@ -244,6 +245,7 @@ fn manifest(
             "id": m.meta().model_id,
             "sha256": m.sha256(),
             "quantization": m.meta().quantization,
+            "kernels": turnscore::kernels::Kernels::detect().isa().name(),
             "format_version": turnscore::format::FORMAT_VERSION,
             "tokenizer_sha256": m.meta().tokenizer.sha256,
         },
@@ -401,6 +403,12 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
         );
         let detail: Vec<String> = by_reason.iter().map(|(k, v)| format!("{k} {v}")).collect();
         eprintln!("turnscore: by reason: {}", detail.join(", "));
+        eprintln!(
+            "turnscore: model {} ({}), kernels {}",
+            engine.model().meta().model_id,
+            engine.model().meta().quantization.split(' ').next().unwrap_or(""),
+            turnscore::kernels::Kernels::detect().isa().name()
+        );
         let miss = missing.nonzero();
         if !miss.is_empty() {
             let m: Vec<String> = miss.iter().map(|(f, n)| format!("{f} ({n} rows)")).collect();
@@ -410,6 +418,26 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
             );
         }
     }
+    Ok(())
+}
+
+/// Applies `--isa` (or `TURNSCORE_ISA`) before the kernels are first chosen, with a clear error
+/// for an unknown tier or one this CPU lacks (the engine would otherwise refuse to start).
+fn select_isa(flag: Option<&str>) -> Result<()> {
+    use turnscore::kernels::{Isa, Kernels};
+    if let Some(v) = flag {
+        // Before any kernel runs and before worker threads exist.
+        std::env::set_var("TURNSCORE_ISA", v);
+    }
+    if let Ok(v) = std::env::var("TURNSCORE_ISA") {
+        let Some(isa) = Isa::parse(&v) else {
+            bail!("--isa / TURNSCORE_ISA {v:?} is not a kernel tier (scalar, avx512vnni)")
+        };
+        if Kernels::for_isa(isa).is_none() {
+            bail!("--isa / TURNSCORE_ISA {v:?}: this CPU does not support {}", isa.name());
+        }
+    }
+    Kernels::detect();
     Ok(())
 }
 

@@ -733,3 +733,27 @@ fn eval_masks_null_heads_and_counts_the_gate() {
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(err.contains("dev.jsonl:1") && err.contains("astrology"), "{err}");
 }
+
+#[test]
+fn every_kernel_tier_gives_the_same_scores_bit_for_bit() {
+    // The scalar tier (plain integer GEMM, element-wise work built for the baseline target)
+    // against the best tier of this CPU, through the whole CLI, on the bundled int8 model.
+    let run = |isa: Option<&str>| {
+        let mut args = vec!["score", "--format", "jsonl", "-o", "-", "--quiet"];
+        let ex = examples();
+        args.insert(1, &ex);
+        if let Some(i) = isa {
+            args.extend(["--isa", i]);
+        }
+        let o = turnscore(&args, None);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        o.stdout
+    };
+    let best = run(None);
+    let scalar = run(Some("scalar"));
+    assert!(!best.is_empty());
+    assert!(best == scalar, "the scalar tier's scores differ from the best tier's");
+    let bad = turnscore(&["score", &examples(), "--isa", "sse9"], None);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a kernel tier"));
+}
