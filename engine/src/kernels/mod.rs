@@ -27,6 +27,8 @@ use std::sync::OnceLock;
 pub enum Isa {
     /// Plain Rust, every CPU.
     Scalar,
+    /// x86-64 AVX2.
+    Avx2,
     /// x86-64 AVX-512 F + BW + VNNI.
     Avx512Vnni,
 }
@@ -36,13 +38,15 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
+            Isa::Avx2 => "x86_64/avx2",
             Isa::Avx512Vnni => "x86_64/avx512vnni",
         }
     }
-    /// Parses `scalar` or `avx512vnni` (with or without the `x86_64/` prefix).
+    /// Parses `scalar`, `avx2` or `avx512vnni` (with or without the `x86_64/` prefix).
     pub fn parse(s: &str) -> Option<Isa> {
         match s.trim().trim_start_matches("x86_64/") {
             "scalar" => Some(Isa::Scalar),
+            "avx2" => Some(Isa::Avx2),
             "avx512vnni" => Some(Isa::Avx512Vnni),
             _ => None,
         }
@@ -140,6 +144,8 @@ pub const MAX_K: usize = 65_793;
 pub struct Kernels {
     isa: Isa,
     #[cfg(target_arch = "x86_64")]
+    avx2: Option<x86_64::avx2::Avx2>,
+    #[cfg(target_arch = "x86_64")]
     vnni: Option<x86_64::avx512vnni::Avx512Vnni>,
 }
 
@@ -157,7 +163,7 @@ impl Kernels {
             match std::env::var("TURNSCORE_ISA") {
                 Ok(s) => {
                     let isa = Isa::parse(&s).unwrap_or_else(|| {
-                        panic!("TURNSCORE_ISA={s:?} is not a tier (scalar, avx512vnni)")
+                        panic!("TURNSCORE_ISA={s:?} is not a tier (scalar, avx2, avx512vnni)")
                     });
                     Self::for_isa(isa).unwrap_or_else(|| {
                         panic!("TURNSCORE_ISA={s:?}: this CPU does not support {}", isa.name())
@@ -174,20 +180,28 @@ impl Kernels {
             Isa::Scalar => Some(Kernels {
                 isa,
                 #[cfg(target_arch = "x86_64")]
+                avx2: None,
+                #[cfg(target_arch = "x86_64")]
                 vnni: None,
             }),
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx512Vnni => {
-                x86_64::avx512vnni::Avx512Vnni::try_new().map(|t| Kernels { isa, vnni: Some(t) })
+            Isa::Avx2 => {
+                x86_64::avx2::Avx2::try_new().map(|t| Kernels { isa, avx2: Some(t), vnni: None })
             }
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx512Vnni => x86_64::avx512vnni::Avx512Vnni::try_new().map(|t| Kernels {
+                isa,
+                avx2: None,
+                vnni: Some(t),
+            }),
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx512Vnni => None,
+            Isa::Avx2 | Isa::Avx512Vnni => None,
         }
     }
 
     /// Every tier this CPU supports, scalar first.
     pub fn all_available() -> Vec<Kernels> {
-        [Isa::Scalar, Isa::Avx512Vnni].into_iter().filter_map(Self::for_isa).collect()
+        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni].into_iter().filter_map(Self::for_isa).collect()
     }
 
     /// This tier.
@@ -213,11 +227,15 @@ impl Kernels {
         match self.isa {
             Isa::Scalar => scalar::gemm_i8::gemm_u8i8_i32(a, m, k, b, c),
             #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => {
+                self.avx2.expect("token exists for this tier").gemm_u8i8_i32(a, m, k, b, c)
+            }
+            #[cfg(target_arch = "x86_64")]
             Isa::Avx512Vnni => {
                 self.vnni.expect("token exists for this tier").gemm_u8i8_i32(a, m, k, b, c)
             }
             #[cfg(not(target_arch = "x86_64"))]
-            Isa::Avx512Vnni => unreachable!("no such tier on this architecture"),
+            Isa::Avx2 | Isa::Avx512Vnni => unreachable!("no such tier on this architecture"),
         }
     }
 }

@@ -58,7 +58,7 @@ fn packing_round_trips() {
 #[test]
 fn every_tier_equals_the_specification() {
     let tiers = Kernels::all_available();
-    for isa in [Isa::Avx512Vnni] {
+    for isa in [Isa::Avx2, Isa::Avx512Vnni] {
         if !tiers.iter().any(|t| t.isa() == isa) {
             eprintln!("skipped: this CPU lacks {}", isa.name());
         }
@@ -134,6 +134,7 @@ fn extreme_k_does_not_overflow() {
 fn isa_names_parse_and_unknown_tiers_are_refused() {
     assert_eq!(Isa::parse("scalar"), Some(Isa::Scalar));
     assert_eq!(Isa::parse("x86_64/avx512vnni"), Some(Isa::Avx512Vnni));
+    assert_eq!(Isa::parse("avx2"), Some(Isa::Avx2));
     assert_eq!(Isa::parse("sse9"), None);
     assert!(Kernels::for_isa(Isa::Scalar).is_some());
 }

@@ -1,8 +1,9 @@
-//! Element-wise work compiled twice: for the baseline of the target and, on x86-64 CPUs whose
-//! tier is AVX-512 VNNI, with AVX-512 enabled so the compiler vectorizes 16 lanes wide. The two
-//! builds run the same Rust code: Rust never contracts `a * b + c` into an FMA and the loops use
-//! no library calls, so both give the same bits (tested in `tests.rs`). `TURNSCORE_ISA=scalar`
-//! selects the baseline build.
+//! Element-wise work compiled three times: for the baseline of the target, with AVX2 (x86-64
+//! tier `avx2`), and with AVX-512 (tier `avx512vnni`), so the compiler vectorizes 4, 8 or 16
+//! lanes wide. The builds run the same Rust code: Rust never contracts `a * b + c` into an FMA
+//! and the loops use no library calls, so all give the same bits (tested through the CLI,
+//! `every_kernel_tier_gives_the_same_scores_bit_for_bit`). `TURNSCORE_ISA=scalar` selects the
+//! baseline build.
 
 /// Defines `pub fn $name(args)`: the body compiled for the baseline and for the wide tier,
 /// chosen at run time.
@@ -21,10 +22,17 @@ macro_rules! multiversion {
                 unsafe fn wide($($arg: $ty),*) {
                     body($($arg),*)
                 }
-                if $crate::kernels::wide::enabled() {
-                    // SAFETY: `enabled()` is true only when the CPU reports every feature
-                    // enabled on `wide`.
-                    return unsafe { wide($($arg),*) };
+                #[target_feature(enable = "avx2,fma")]
+                #[allow(clippy::too_many_arguments)]
+                unsafe fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                match $crate::kernels::wide::level() {
+                    // SAFETY: level 2 only when the CPU reports every feature enabled on `wide`.
+                    2 => return unsafe { wide($($arg),*) },
+                    // SAFETY: level 1 only when the CPU reports avx2 and fma.
+                    1 => return unsafe { avx2($($arg),*) },
+                    _ => {}
                 }
             }
             body($($arg),*)
@@ -33,24 +41,30 @@ macro_rules! multiversion {
 }
 pub(crate) use multiversion;
 
-/// Whether the wide build may run: the process tier is AVX-512 VNNI and the CPU reports every
-/// feature the wide build enables. Decided once.
-pub fn enabled() -> bool {
+/// Which build may run, decided once: 2 (AVX-512) when the process tier is AVX-512 VNNI and the
+/// CPU reports every feature that build enables; 1 (AVX2) when the tier is at least AVX2 and
+/// the CPU reports avx2 and fma; else 0 (baseline).
+pub fn level() -> u8 {
     #[cfg(target_arch = "x86_64")]
     {
-        static WIDE: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-        *WIDE.get_or_init(|| {
-            super::Kernels::detect().isa() >= super::Isa::Avx512Vnni
-                && std::arch::is_x86_feature_detected!("avx512f")
-                && std::arch::is_x86_feature_detected!("avx512bw")
-                && std::arch::is_x86_feature_detected!("avx512dq")
-                && std::arch::is_x86_feature_detected!("avx512vl")
-                && std::arch::is_x86_feature_detected!("avx2")
-                && std::arch::is_x86_feature_detected!("fma")
+        use std::arch::is_x86_feature_detected as has;
+        static LEVEL: std::sync::OnceLock<u8> = std::sync::OnceLock::new();
+        *LEVEL.get_or_init(|| {
+            let isa = super::Kernels::detect().isa();
+            let avx2 = has!("avx2") && has!("fma");
+            let avx512 =
+                avx2 && has!("avx512f") && has!("avx512bw") && has!("avx512dq") && has!("avx512vl");
+            if isa >= super::Isa::Avx512Vnni && avx512 {
+                2
+            } else if isa >= super::Isa::Avx2 && avx2 {
+                1
+            } else {
+                0
+            }
         })
     }
     #[cfg(not(target_arch = "x86_64"))]
-    false
+    0
 }
 
 /// 1.5 · 2²³: adding it to a float of magnitude below 2²² rounds it to an integer (ties to

@@ -17,7 +17,67 @@ fn median(v: &mut [f64]) -> f64 {
     v[v.len() / 2]
 }
 
-pub fn bench(corpus: Option<PathBuf>, repeat: usize, common: &Common) -> Result<()> {
+/// The baseline script (tools/bench/ort_baseline.py), embedded so `bench` runs it anywhere.
+const ORT_SCRIPT: &str = include_str!("../../bench/ort_baseline.py");
+
+/// Runs the ONNX Runtime int8 baseline on the same corpus and threads; `Ok(None)` with a printed
+/// reason when it cannot run here.
+fn ort_baseline(
+    tmp: &std::path::Path,
+    corpus: &std::path::Path,
+    threads: usize,
+    repeat: usize,
+    engine: &turnscore::Engine,
+    model: Option<PathBuf>,
+) -> Result<Option<serde_json::Value>> {
+    use std::process::Command;
+    let probe = Command::new("python3")
+        .args(["-c", "import onnxruntime, tokenizers, numpy"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status();
+    if !probe.map(|s| s.success()).unwrap_or(false) {
+        eprintln!(
+            "turnscore bench: ONNX Runtime baseline skipped: python3 cannot import onnxruntime, tokenizers and numpy (pip install onnxruntime tokenizers numpy)"
+        );
+        return Ok(None);
+    }
+    let script = tmp.join("ort_baseline.py");
+    std::fs::write(&script, ORT_SCRIPT)?;
+    let tok = tmp.join("tokenizer.json");
+    std::fs::write(&tok, engine.model().tokenizer_json())?;
+    let model = model
+        .or_else(|| std::env::var_os("TURNSCORE_ORT_MODEL").map(PathBuf::from))
+        .or_else(|| {
+            let p = PathBuf::from("../shared/baselines/all-minilm-l6-v2.int8.onnx");
+            p.exists().then_some(p)
+        });
+    let mut c = Command::new("python3");
+    c.arg(&script).args(["--ort-only", "--threads", &threads.to_string()]);
+    c.args(["--repeat", &repeat.max(1).to_string()]);
+    c.arg("--corpus").arg(corpus).arg("--tokenizer").arg(&tok);
+    if let Some(m) = &model {
+        c.arg("--onnx").arg(m);
+    }
+    let out = c.output().context("cannot run python3")?;
+    if !out.status.success() {
+        let err = String::from_utf8_lossy(&out.stderr);
+        let last = err.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+        eprintln!("turnscore bench: ONNX Runtime baseline failed ({last}); pass --ort-model FILE");
+        return Ok(None);
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim())
+        .context("the baseline script printed something other than its JSON line")?;
+    Ok(Some(v))
+}
+
+pub fn bench(
+    corpus: Option<PathBuf>,
+    repeat: usize,
+    baseline: Option<Option<PathBuf>>,
+    common: &Common,
+) -> Result<()> {
     let tmp = std::env::temp_dir().join(format!("turnscore-bench-{}", std::process::id()));
     std::fs::create_dir_all(&tmp)?;
     let _cleanup = Cleanup(tmp.clone());
@@ -93,14 +153,29 @@ pub fn bench(corpus: Option<PathBuf>, repeat: usize, common: &Common) -> Result<
         p.push(pr);
         r.push(pr / er);
     }
+    let engine_rate = median(&mut e);
     println!(
         "{:<5} {:>14.1} {:>14.0} {:>16.1} {:>7.3}",
         "median",
-        median(&mut e),
-        median(&mut e.clone()) * tokens as f64 / n,
+        engine_rate,
+        engine_rate * tokens as f64 / n,
         median(&mut p),
         median(&mut r)
     );
+    if let Some(model) = baseline {
+        if let Some(v) = ort_baseline(&tmp, &path, engine.threads(), repeat, &engine, model)? {
+            let ort = v["turns_per_s"].as_f64().unwrap_or(f64::NAN);
+            println!(
+                "baseline ONNX Runtime {} int8, batch {} (best of sweep {}), {} threads: {:.1} turns/s",
+                v["onnxruntime"].as_str().unwrap_or("?"),
+                v["batch"],
+                v["sweep"],
+                v["threads"],
+                ort
+            );
+            println!("ratio engine / ONNX Runtime int8: {:.3}", engine_rate / ort);
+        }
+    }
     Ok(())
 }
 

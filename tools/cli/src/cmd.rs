@@ -67,11 +67,12 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Compare { against, inputs, json, common } => {
             crate::compare::compare(&against, &inputs, json, &common)
         }
-        Command::Bench { corpus, repeat, latency, common } => {
+        Command::Bench { corpus, repeat, latency, no_baseline, ort_model, common } => {
             if latency {
                 crate::bench::latency(corpus, &common)
             } else {
-                crate::bench::bench(corpus, repeat, &common)
+                let baseline = (!no_baseline).then_some(ort_model);
+                crate::bench::bench(corpus, repeat, baseline, &common)
             }
         }
         Command::Policy { file } => {
@@ -431,7 +432,7 @@ fn select_isa(flag: Option<&str>) -> Result<()> {
     }
     if let Ok(v) = std::env::var("TURNSCORE_ISA") {
         let Some(isa) = Isa::parse(&v) else {
-            bail!("--isa / TURNSCORE_ISA {v:?} is not a kernel tier (scalar, avx512vnni)")
+            bail!("--isa / TURNSCORE_ISA {v:?} is not a kernel tier (scalar, avx2, avx512vnni)")
         };
         if Kernels::for_isa(isa).is_none() {
             bail!("--isa / TURNSCORE_ISA {v:?}: this CPU does not support {}", isa.name());

