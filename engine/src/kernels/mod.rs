@@ -15,6 +15,8 @@
 //! Not yet: the AVX2 and NEON tiers, activation quantization, and the fused element-wise kernels;
 //! the encoder still runs in f32 (see `linalg`).
 
+#[cfg(target_arch = "aarch64")]
+pub mod aarch64;
 pub mod scalar;
 pub mod wide;
 #[cfg(target_arch = "x86_64")]
@@ -27,6 +29,8 @@ use std::sync::OnceLock;
 pub enum Isa {
     /// Plain Rust, every CPU.
     Scalar,
+    /// aarch64 NEON.
+    Neon,
     /// x86-64 AVX2.
     Avx2,
     /// x86-64 AVX-512 F + BW + VNNI.
@@ -38,14 +42,16 @@ impl Isa {
     pub fn name(self) -> &'static str {
         match self {
             Isa::Scalar => "scalar",
+            Isa::Neon => "aarch64/neon",
             Isa::Avx2 => "x86_64/avx2",
             Isa::Avx512Vnni => "x86_64/avx512vnni",
         }
     }
     /// Parses `scalar`, `avx2` or `avx512vnni` (with or without the `x86_64/` prefix).
     pub fn parse(s: &str) -> Option<Isa> {
-        match s.trim().trim_start_matches("x86_64/") {
+        match s.trim().trim_start_matches("x86_64/").trim_start_matches("aarch64/") {
             "scalar" => Some(Isa::Scalar),
+            "neon" => Some(Isa::Neon),
             "avx2" => Some(Isa::Avx2),
             "avx512vnni" => Some(Isa::Avx512Vnni),
             _ => None,
@@ -143,6 +149,8 @@ pub const MAX_K: usize = 65_793;
 #[derive(Clone, Copy, Debug)]
 pub struct Kernels {
     isa: Isa,
+    #[cfg(target_arch = "aarch64")]
+    neon: Option<aarch64::neon::Neon>,
     #[cfg(target_arch = "x86_64")]
     avx2: Option<x86_64::avx2::Avx2>,
     #[cfg(target_arch = "x86_64")]
@@ -163,7 +171,7 @@ impl Kernels {
             match std::env::var("TURNSCORE_ISA") {
                 Ok(s) => {
                     let isa = Isa::parse(&s).unwrap_or_else(|| {
-                        panic!("TURNSCORE_ISA={s:?} is not a tier (scalar, avx2, avx512vnni)")
+                        panic!("TURNSCORE_ISA={s:?} is not a tier (scalar, neon, avx2, avx512vnni)")
                     });
                     Self::for_isa(isa).unwrap_or_else(|| {
                         panic!("TURNSCORE_ISA={s:?}: this CPU does not support {}", isa.name())
@@ -179,6 +187,8 @@ impl Kernels {
         match isa {
             Isa::Scalar => Some(Kernels {
                 isa,
+                #[cfg(target_arch = "aarch64")]
+                neon: None,
                 #[cfg(target_arch = "x86_64")]
                 avx2: None,
                 #[cfg(target_arch = "x86_64")]
@@ -194,6 +204,10 @@ impl Kernels {
                 avx2: None,
                 vnni: Some(t),
             }),
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => aarch64::neon::Neon::try_new().map(|t| Kernels { isa, neon: Some(t) }),
+            #[cfg(not(target_arch = "aarch64"))]
+            Isa::Neon => None,
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx2 | Isa::Avx512Vnni => None,
         }
@@ -201,7 +215,10 @@ impl Kernels {
 
     /// Every tier this CPU supports, scalar first.
     pub fn all_available() -> Vec<Kernels> {
-        [Isa::Scalar, Isa::Avx2, Isa::Avx512Vnni].into_iter().filter_map(Self::for_isa).collect()
+        [Isa::Scalar, Isa::Neon, Isa::Avx2, Isa::Avx512Vnni]
+            .into_iter()
+            .filter_map(Self::for_isa)
+            .collect()
     }
 
     /// This tier.
@@ -234,6 +251,12 @@ impl Kernels {
             Isa::Avx512Vnni => {
                 self.vnni.expect("token exists for this tier").gemm_u8i8_i32(a, m, k, b, c)
             }
+            #[cfg(target_arch = "aarch64")]
+            Isa::Neon => {
+                self.neon.expect("token exists for this tier").gemm_u8i8_i32(a, m, k, b, c)
+            }
+            #[cfg(not(target_arch = "aarch64"))]
+            Isa::Neon => unreachable!("no such tier on this architecture"),
             #[cfg(not(target_arch = "x86_64"))]
             Isa::Avx2 | Isa::Avx512Vnni => unreachable!("no such tier on this architecture"),
         }

@@ -58,7 +58,7 @@ fn packing_round_trips() {
 #[test]
 fn every_tier_equals_the_specification() {
     let tiers = Kernels::all_available();
-    for isa in [Isa::Avx2, Isa::Avx512Vnni] {
+    for isa in [Isa::Neon, Isa::Avx2, Isa::Avx512Vnni] {
         if !tiers.iter().any(|t| t.isa() == isa) {
             eprintln!("skipped: this CPU lacks {}", isa.name());
         }

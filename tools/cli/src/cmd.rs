@@ -432,7 +432,9 @@ fn select_isa(flag: Option<&str>) -> Result<()> {
     }
     if let Ok(v) = std::env::var("TURNSCORE_ISA") {
         let Some(isa) = Isa::parse(&v) else {
-            bail!("--isa / TURNSCORE_ISA {v:?} is not a kernel tier (scalar, avx2, avx512vnni)")
+            bail!(
+                "--isa / TURNSCORE_ISA {v:?} is not a kernel tier (scalar, neon, avx2, avx512vnni)"
+            )
         };
         if Kernels::for_isa(isa).is_none() {
             bail!("--isa / TURNSCORE_ISA {v:?}: this CPU does not support {}", isa.name());

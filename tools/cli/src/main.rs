@@ -73,7 +73,7 @@ pub struct Common {
     /// less.
     #[arg(long, value_name = "N", global = true)]
     window: Option<usize>,
-    /// Kernel tier: the best this CPU supports unless lowered here (scalar, avx2, avx512vnni), for
+    /// Kernel tier: the best this CPU supports unless lowered here (scalar, neon, avx2, avx512vnni), for
     /// tests and triage. Same as TURNSCORE_ISA. Every tier gives the same scores, bit for bit.
     #[arg(long, value_name = "TIER", global = true)]
     isa: Option<String>,
