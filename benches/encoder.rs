@@ -90,5 +90,72 @@ fn bench_int8(c: &mut Criterion) {
     }
 }
 
-criterion_group!(benches, bench_sgemm, bench_encoder, bench_int8);
+/// `layer/all-minilm-l6-v2/<i>/b8_s46`: each encoder layer of the bundled model alone (8 turns of
+/// 46 tokens: the corpus average), throughput in tokens.
+fn bench_layers(c: &mut Criterion) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../models/all-minilm-l6-v2.tsm");
+    let model = turnscore::format::ModelFile::open(&path).unwrap();
+    let a = model.meta().architecture.clone();
+    let lens = vec![46usize; 8];
+    let m: usize = lens.iter().sum();
+    let h = a.hidden_size as usize;
+    let x0: Vec<f32> = (0..m * h).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.02).collect();
+    let mut scratch = turnscore::Scratch::default();
+    let mut g = c.benchmark_group("layer/all-minilm-l6-v2");
+    g.throughput(Throughput::Elements(m as u64));
+    for layer in 0..a.num_layers as usize {
+        g.bench_function(BenchmarkId::new(layer.to_string(), "b8_s46"), |bch| {
+            bch.iter(|| {
+                let mut x = x0.clone();
+                turnscore::bench_layer(&model, layer, &mut x, &lens, &mut scratch).unwrap();
+                black_box(x)
+            })
+        });
+    }
+    g.finish();
+}
+
+/// `kernel/<op>/<shape>`: the element-wise kernels on the encoder's shapes (368 token rows), at
+/// the build this process picked (see `kernels::wide`), throughput in elements.
+fn bench_elementwise(c: &mut Criterion) {
+    use turnscore::kernels::scalar::quant::{dequantize, quantize_rows_u8};
+    use turnscore::kernels::wide::{gelu, layer_norm, softmax_rows};
+    let (m, h, f) = (368usize, 384usize, 1536usize);
+    let x: Vec<f32> = (0..m * f).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.05).collect();
+    let mut g = c.benchmark_group("kernel");
+    g.throughput(Throughput::Elements((m * h) as u64));
+    let (mut q, mut s, mut z) = (vec![0u8; m * f], vec![0f32; m], vec![0i32; m]);
+    g.bench_function(BenchmarkId::new("quantize_rows_u8", format!("{m}x{h}")), |b| {
+        b.iter(|| quantize_rows_u8(black_box(&x[..m * h]), m, h, &mut q, &mut s, &mut z))
+    });
+    let mut y = x.clone();
+    g.bench_function(BenchmarkId::new("layer_norm", format!("{m}x{h}")), |b| {
+        let (gm, bt) = (vec![1.0f32; h], vec![0.0f32; h]);
+        b.iter(|| layer_norm(black_box(&mut y[..m * h]), h, &gm, &bt, 1e-12))
+    });
+    g.throughput(Throughput::Elements((m * f) as u64));
+    let acc: Vec<i32> = (0..m * f).map(|i| (i as i32 % 2001) - 1000).collect();
+    let (ws, cs, bias) = (vec![0.01f32; f], vec![3i32; f], vec![0.5f32; f]);
+    g.bench_function(BenchmarkId::new("dequantize", format!("{m}x{f}")), |b| {
+        b.iter(|| dequantize(black_box(&acc), m, f, &s, &z, &ws, &cs, &bias, &mut y))
+    });
+    g.bench_function(BenchmarkId::new("gelu", format!("{m}x{f}")), |b| {
+        b.iter(|| {
+            y.copy_from_slice(&x);
+            gelu(black_box(&mut y))
+        })
+    });
+    // Attention scores of 8 turns of 46 tokens × 12 heads.
+    let (l, rows) = (46usize, 8 * 12 * 46);
+    g.throughput(Throughput::Elements((rows * l) as u64));
+    g.bench_function(BenchmarkId::new("softmax_rows", format!("{rows}x{l}")), |b| {
+        b.iter(|| {
+            y[..rows * l].copy_from_slice(&x[..rows * l]);
+            softmax_rows(black_box(&mut y[..rows * l]), l, 0.17)
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, bench_sgemm, bench_encoder, bench_int8, bench_layers, bench_elementwise);
 criterion_main!(benches);

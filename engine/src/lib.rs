@@ -57,6 +57,8 @@ pub mod input;
 pub mod kernels;
 pub mod linalg;
 mod model;
+#[doc(hidden)]
+pub use model::bench_layer;
 pub mod output;
 pub mod policy;
 

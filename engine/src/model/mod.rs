@@ -346,8 +346,6 @@ pub struct Scratch {
 pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Result<Vec<f32>> {
     let a = w.arch;
     let h = a.hidden_size as usize;
-    let nh = a.num_heads as usize;
-    let d = h / nh;
     let inter = a.intermediate_size as usize;
     let eps = a.layer_norm_eps;
     for (i, seq) in seqs.iter().enumerate() {
@@ -382,37 +380,9 @@ pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Resul
         buf.resize(m * h, 0.0);
     }
     s.inter.resize(m * inter, 0.0);
-    let scale = 1.0 / (d as f32).sqrt();
+    let lens: Vec<usize> = seqs.iter().map(|q| q.len()).collect();
     for layer in &w.layers {
-        layer.q.forward_shared(&s.x, m, &mut s.q, &mut s.wbuf, false);
-        layer.k.forward_shared(&s.x, m, &mut s.k, &mut s.wbuf, true);
-        layer.v.forward_shared(&s.x, m, &mut s.v, &mut s.wbuf, true);
-        // Attention, per sequence and head, over that sequence's own tokens only.
-        let mut start = 0;
-        for seq in seqs {
-            let l = seq.len();
-            s.scores.resize(l * l, 0.0);
-            for hd in 0..nh {
-                let off = start * h + hd * d;
-                let q = View { data: &s.q[off..], rs: h, cs: 1 };
-                let kt = View { data: &s.k[off..], rs: 1, cs: h };
-                sgemm(l, l, d, q, kt, &mut s.scores, l, false);
-                softmax_rows(&mut s.scores[..l * l], l, scale);
-                let v = View { data: &s.v[off..], rs: h, cs: 1 };
-                sgemm(l, d, l, View::rows(&s.scores, l), v, &mut s.ctx[off..], h, false);
-            }
-            start += l;
-        }
-        layer.attn_out.forward(&s.ctx, m, &mut s.tmp, &mut s.wbuf);
-        add_assign(&mut s.tmp[..m * h], &s.x[..m * h]);
-        layer_norm(&mut s.tmp, h, layer.ln1.g, layer.ln1.b, eps);
-        std::mem::swap(&mut s.x, &mut s.tmp);
-        layer.ffn_in.forward(&s.x, m, &mut s.inter, &mut s.wbuf);
-        gelu(&mut s.inter[..m * inter]);
-        layer.ffn_out.forward(&s.inter, m, &mut s.tmp, &mut s.wbuf);
-        add_assign(&mut s.tmp[..m * h], &s.x[..m * h]);
-        layer_norm(&mut s.tmp, h, layer.ln2.g, layer.ln2.b, eps);
-        std::mem::swap(&mut s.x, &mut s.tmp);
+        layer_forward(a, layer, &lens, s);
     }
 
     // Pooling.
@@ -446,6 +416,79 @@ pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Resul
         }
     }
     Ok(pooled)
+}
+
+/// For benchmarks (`benches/`): runs encoder layer `layer` of `model` over `x` (hidden states
+/// of sequences of lengths `lens`, concatenated, `Σ lens × hidden`), in place, with `scratch`.
+///
+/// # Errors
+/// [`Error::Invalid`] for a layer index out of range or `x` of the wrong length; format errors
+/// of [`Weights::new`].
+#[doc(hidden)]
+pub fn bench_layer(
+    model: &ModelFile,
+    layer: usize,
+    x: &mut Vec<f32>,
+    lens: &[usize],
+    scratch: &mut Scratch,
+) -> Result<()> {
+    let w = Weights::new(model)?;
+    let a = w.arch;
+    let h = a.hidden_size as usize;
+    let m: usize = lens.iter().sum();
+    let l = w.layers.get(layer).ok_or_else(|| Error::Invalid(format!("no layer {layer}")))?;
+    if x.len() != m * h {
+        return Err(Error::Invalid(format!("x has {} values, expected {}", x.len(), m * h)));
+    }
+    std::mem::swap(&mut scratch.x, x);
+    for buf in [&mut scratch.q, &mut scratch.k, &mut scratch.v, &mut scratch.ctx, &mut scratch.tmp]
+    {
+        buf.resize(m * h, 0.0);
+    }
+    scratch.inter.resize(m * a.intermediate_size as usize, 0.0);
+    layer_forward(a, l, lens, scratch);
+    std::mem::swap(&mut scratch.x, x);
+    Ok(())
+}
+
+/// One encoder layer over the hidden states in `s.x` (`Σ lens × hidden`, sequences
+/// concatenated), in place; `s`'s other buffers must hold at least as many rows.
+fn layer_forward(a: &Architecture, layer: &Layer<'_>, lens: &[usize], s: &mut Scratch) {
+    let h = a.hidden_size as usize;
+    let nh = a.num_heads as usize;
+    let d = h / nh;
+    let inter = a.intermediate_size as usize;
+    let eps = a.layer_norm_eps;
+    let m: usize = lens.iter().sum();
+    let scale = 1.0 / (d as f32).sqrt();
+    layer.q.forward_shared(&s.x, m, &mut s.q, &mut s.wbuf, false);
+    layer.k.forward_shared(&s.x, m, &mut s.k, &mut s.wbuf, true);
+    layer.v.forward_shared(&s.x, m, &mut s.v, &mut s.wbuf, true);
+    // Attention, per sequence and head, over that sequence's own tokens only.
+    let mut start = 0;
+    for &l in lens {
+        s.scores.resize(l * l, 0.0);
+        for hd in 0..nh {
+            let off = start * h + hd * d;
+            let q = View { data: &s.q[off..], rs: h, cs: 1 };
+            let kt = View { data: &s.k[off..], rs: 1, cs: h };
+            sgemm(l, l, d, q, kt, &mut s.scores, l, false);
+            softmax_rows(&mut s.scores[..l * l], l, scale);
+            let v = View { data: &s.v[off..], rs: h, cs: 1 };
+            sgemm(l, d, l, View::rows(&s.scores, l), v, &mut s.ctx[off..], h, false);
+        }
+        start += l;
+    }
+    layer.attn_out.forward(&s.ctx, m, &mut s.tmp, &mut s.wbuf);
+    add_assign(&mut s.tmp[..m * h], &s.x[..m * h]);
+    layer_norm(&mut s.tmp, h, layer.ln1.g, layer.ln1.b, eps);
+    std::mem::swap(&mut s.x, &mut s.tmp);
+    layer.ffn_in.forward(&s.x, m, &mut s.inter, &mut s.wbuf);
+    gelu(&mut s.inter[..m * inter]);
+    layer.ffn_out.forward(&s.inter, m, &mut s.tmp, &mut s.wbuf);
+    add_assign(&mut s.tmp[..m * h], &s.x[..m * h]);
+    layer_norm(&mut s.tmp, h, layer.ln2.g, layer.ln2.b, eps);
+    std::mem::swap(&mut s.x, &mut s.tmp);
 }
 
 /// Applies a head to pooled vectors: sigmoid scores, `n × labels`, row-major.
