@@ -60,8 +60,11 @@ pub struct Embeddings {
 pub struct Tokenized {
     /// Token id sequences, each at most `max_seq_len` long, with the model's special tokens.
     pub windows: Vec<Vec<u32>>,
-    /// Tokens of the whole text, special tokens included.
+    /// Tokens of the whole text, special tokens included (context tokens not counted).
     pub tokens: u32,
+    /// For a turn scored with context (one window, a sentence pair `[CLS] context [SEP] turn
+    /// [SEP]`): the index where the turn's segment starts. `None` for a turn scored alone.
+    pub pair_start: Option<u32>,
 }
 
 /// Splits a tokenized text into windows of at most `max` tokens.
@@ -245,10 +248,73 @@ impl Engine {
                     let ids = enc.get_ids();
                     let windows =
                         split_windows(ids, enc.get_special_tokens_mask(), max, self.stride());
-                    Ok(Tokenized { windows, tokens: ids.len() as u32 })
+                    Ok(Tokenized { windows, tokens: ids.len() as u32, pair_start: None })
                 })
                 .collect()
         })
+    }
+
+    /// Tokenizes turns, each with an optional context (the conversation's previous turns), into
+    /// what the encoder sees. A turn with context becomes one sentence pair `[CLS] context [SEP]
+    /// turn [SEP]`, the context cut from its start (the most recent words kept) to fit the
+    /// window; a turn without context, or too long to leave room for any, is tokenized as by
+    /// [`Engine::tokenize`].
+    ///
+    /// # Errors
+    /// [`Error::Tokenizer`] if tokenization fails.
+    pub fn tokenize_in_context(
+        &self,
+        texts: &[&str],
+        contexts: &[Option<&str>],
+    ) -> Result<Vec<Tokenized>> {
+        if contexts.len() != texts.len() {
+            return Err(Error::Invalid(format!(
+                "{} contexts for {} texts",
+                contexts.len(),
+                texts.len()
+            )));
+        }
+        let mut out = self.tokenize(texts)?;
+        let max = self.window();
+        let tk = &self.tokenizer;
+        let with: Vec<(usize, &str)> = contexts
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.filter(|c| !c.trim().is_empty()).map(|c| (i, c)))
+            .collect();
+        let ctx_ids: Vec<Result<Vec<u32>>> = self.pool.install(|| {
+            with.par_iter()
+                .map(|&(_, c)| {
+                    tk.encode(c, false)
+                        .map(|e| e.get_ids().to_vec())
+                        .map_err(|e| Error::Tokenizer(e.to_string()))
+                })
+                .collect()
+        });
+        for (&(i, _), ctx) in with.iter().zip(ctx_ids) {
+            let ctx = ctx?;
+            let t = &mut out[i];
+            if t.windows.len() != 1 || ctx.is_empty() {
+                continue;
+            }
+            let ids = &t.windows[0];
+            // [CLS] turn [SEP] → room for the context and one more [SEP].
+            let room = max.saturating_sub(ids.len() + 1);
+            if ids.len() < 2 || room == 0 {
+                continue;
+            }
+            let tail = &ctx[ctx.len().saturating_sub(room)..];
+            let sep = *ids.last().expect("at least 2 ids");
+            let mut seq = Vec::with_capacity(ids.len() + tail.len() + 1);
+            seq.push(ids[0]);
+            seq.extend_from_slice(tail);
+            seq.push(sep);
+            let start = seq.len() as u32;
+            seq.extend_from_slice(&ids[1..]);
+            t.windows[0] = seq;
+            t.pair_start = Some(start);
+        }
+        Ok(out)
     }
 
     /// Pooled vectors (what the heads see) for token id sequences.
@@ -256,6 +322,17 @@ impl Engine {
     /// # Errors
     /// [`Error::Invalid`] for an empty or too long sequence or an id outside the vocabulary.
     pub fn embed_ids<S: AsRef<[u32]> + Sync>(&self, seqs: &[S]) -> Result<Vec<f32>> {
+        self.embed_ids_pairs(seqs, &[])
+    }
+
+    /// As [`Engine::embed_ids`], with `pair_start[i]` marking sequence `i` as a sentence pair
+    /// whose second segment (token type 1, and the only tokens mean pooling covers) starts
+    /// there; an empty slice means no pairs.
+    fn embed_ids_pairs<S: AsRef<[u32]> + Sync>(
+        &self,
+        seqs: &[S],
+        pair_start: &[Option<usize>],
+    ) -> Result<Vec<f32>> {
         let h = self.model.meta().architecture.hidden_size as usize;
         // Group by length under the token budget; original order is restored below.
         let mut order: Vec<usize> = (0..seqs.len()).collect();
@@ -281,7 +358,9 @@ impl Engine {
                 .map(|b| {
                     let w = Weights::new(&self.model)?;
                     let refs: Vec<&[u32]> = b.iter().map(|&i| seqs[i].as_ref()).collect();
-                    SCRATCH.with(|s| encode(&w, &refs, &mut s.borrow_mut()))
+                    let segb: Vec<Option<usize>> =
+                        b.iter().map(|&i| pair_start.get(i).copied().flatten()).collect();
+                    SCRATCH.with(|s| encode(&w, &refs, &segb, &mut s.borrow_mut()))
                 })
                 .collect()
         });
@@ -345,9 +424,26 @@ impl Engine {
     /// # Errors
     /// As [`Engine::embed`].
     pub fn score_texts(&self, texts: &[&str]) -> Result<Vec<TurnScores>> {
-        let toks = self.tokenize(texts)?;
+        self.score_tokenized(self.tokenize(texts)?)
+    }
+
+    /// Scores turns, each with an optional context (see [`Engine::tokenize_in_context`]).
+    ///
+    /// # Errors
+    /// As [`Engine::score_texts`].
+    pub fn score_texts_in_context(
+        &self,
+        texts: &[&str],
+        contexts: &[Option<&str>],
+    ) -> Result<Vec<TurnScores>> {
+        self.score_tokenized(self.tokenize_in_context(texts, contexts)?)
+    }
+
+    fn score_tokenized(&self, toks: Vec<Tokenized>) -> Result<Vec<TurnScores>> {
         let (flat, owner) = flatten(&toks);
-        let pooled = self.embed_ids(&flat)?;
+        let pairs: Vec<Option<usize>> =
+            owner.iter().map(|&i| toks[i].pair_start.map(|s| s as usize)).collect();
+        let pooled = self.embed_ids_pairs(&flat, &pairs)?;
         let (t, s) = self.head_scores(&pooled, flat.len())?;
         let (nt, ns) = (self.topic_labels().len(), self.sensitive_labels().len());
         let mut out: Vec<TurnScores> = toks
@@ -395,9 +491,42 @@ impl Engine {
     /// # Errors
     /// As [`Engine::score_texts`], and [`Error::Arrow`] if the batch cannot be built.
     pub fn score_rows(&self, rows: &[Row]) -> Result<RecordBatch> {
+        self.score_rows_in_context(rows, &[])
+    }
+
+    /// As [`Engine::score_rows`], each row with an optional context (the text of the
+    /// conversation's previous turns; see [`Engine::tokenize_in_context`]). `contexts` is
+    /// empty (no context) or has one entry per row; entries of rows that are not scored are
+    /// ignored. The caller chooses the context, and must take it only from turns the policy
+    /// admits (the CLI's `--context N` does).
+    ///
+    /// # Errors
+    /// As [`Engine::score_rows`]; [`Error::Invalid`] if `contexts` has another length.
+    pub fn score_rows_in_context(
+        &self,
+        rows: &[Row],
+        contexts: &[Option<&str>],
+    ) -> Result<RecordBatch> {
+        if !contexts.is_empty() && contexts.len() != rows.len() {
+            return Err(Error::Invalid(format!(
+                "{} contexts for {} rows",
+                contexts.len(),
+                rows.len()
+            )));
+        }
         let admit = self.admit(rows);
         let texts = Self::admitted_texts(rows, &admit);
-        let mut scored = self.score_texts(&texts)?.into_iter();
+        let ctx: Vec<Option<&str>> = if contexts.is_empty() {
+            vec![None; texts.len()]
+        } else {
+            rows.iter()
+                .zip(&admit)
+                .zip(contexts)
+                .filter(|((r, a), _)| r.turn.is_ok() && a.is_none())
+                .map(|(_, c)| *c)
+                .collect()
+        };
+        let mut scored = self.score_texts_in_context(&texts, &ctx)?.into_iter();
         let outcomes: Vec<Outcome> = rows
             .iter()
             .zip(admit)

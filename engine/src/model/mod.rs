@@ -343,7 +343,16 @@ pub struct Scratch {
 ///
 /// # Errors
 /// [`Error::Invalid`] for an empty or too long sequence or an out-of-vocabulary id.
-pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Result<Vec<f32>> {
+///
+/// `segb[i] = Some(b)` makes sequence `i` a sentence pair whose second segment starts at token
+/// `b`: those tokens get token type 1, and mean pooling covers them only (the turn, read in the
+/// light of the context before it). `segb` may be empty (no pairs).
+pub(crate) fn encode(
+    w: &Weights<'_>,
+    seqs: &[&[u32]],
+    segb: &[Option<usize>],
+    s: &mut Scratch,
+) -> Result<Vec<f32>> {
     let a = w.arch;
     let h = a.hidden_size as usize;
     let inter = a.intermediate_size as usize;
@@ -361,16 +370,24 @@ pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Resul
         }
     }
     let m: usize = seqs.iter().map(|s| s.len()).sum();
-    // Embeddings: word + position + token type 0, then LayerNorm.
+    let seg = |i: usize| segb.get(i).copied().flatten();
+    if w.arch.type_vocab_size < 2 && (0..seqs.len()).any(|i| seg(i).is_some()) {
+        return Err(Error::Invalid(
+            "this model has no second token type for sentence pairs".into(),
+        ));
+    }
+    // Embeddings: word + position + token type (0, or 1 for a pair's second segment), then
+    // LayerNorm.
     s.x.clear();
     s.x.resize(m * h, 0.0);
     let mut row = 0;
-    for seq in seqs {
+    for (i, seq) in seqs.iter().enumerate() {
+        let b = seg(i).unwrap_or(usize::MAX);
         for (p, &t) in seq.iter().enumerate() {
             let out = &mut s.x[row * h..(row + 1) * h];
             w.word.add_row(t as usize, out);
             w.pos.add_row(p, out);
-            w.tok_type.add_row(0, out);
+            w.tok_type.add_row(usize::from(p >= b), out);
             row += 1;
         }
     }
@@ -393,10 +410,11 @@ pub(crate) fn encode(w: &Weights<'_>, seqs: &[&[u32]], s: &mut Scratch) -> Resul
         let rows = &s.x[start * h..(start + seq.len()) * h];
         match a.pooling {
             Pooling::Mean => {
-                for r in rows.chunks_exact(h) {
+                let from = seg(i).unwrap_or(0).min(seq.len() - 1);
+                for r in rows.chunks_exact(h).skip(from) {
                     out.iter_mut().zip(r).for_each(|(o, x)| *o += x);
                 }
-                let inv = 1.0 / seq.len() as f32;
+                let inv = 1.0 / (seq.len() - from) as f32;
                 out.iter_mut().for_each(|o| *o *= inv);
             }
             Pooling::Cls | Pooling::ClsPooler => out.copy_from_slice(&rows[..h]),

@@ -137,6 +137,7 @@ pub fn bench(
             quiet: true,
             overwrite: true,
             shard_rows: 100_000,
+            context: 0,
         };
         let t = Instant::now();
         score(&read, &settings, common).context("pipeline run")?;

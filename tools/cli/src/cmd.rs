@@ -31,6 +31,7 @@ pub fn run(cmd: Command) -> Result<()> {
             quiet,
             overwrite,
             shard_rows,
+            context,
             common,
         } => {
             let dir = is_dir_target(&output);
@@ -48,6 +49,7 @@ pub fn run(cmd: Command) -> Result<()> {
                 quiet,
                 overwrite,
                 shard_rows: shard_rows.max(1),
+                context,
             };
             score(&read, &settings, &common)
         }
@@ -63,7 +65,9 @@ pub fn run(cmd: Command) -> Result<()> {
             normalize,
             model_id,
         } => convert(hf_dir, output, &quant, heads, &checkpoint_head, pooling, normalize, model_id),
-        Command::Eval { inputs, json, common } => crate::eval::eval(&inputs, json, &common),
+        Command::Eval { inputs, json, context, common } => {
+            crate::eval::eval(&inputs, json, context, &common)
+        }
         Command::Compare { against, inputs, json, common } => {
             crate::compare::compare(&against, &inputs, json, &common)
         }
@@ -215,6 +219,7 @@ fn fingerprint(
         "read": format!("{opts:?}"),
         "window": engine.window(),
         "stride": engine.stride(),
+        "context": s.context,
         "shard_rows": s.shard_rows,
         "format": format!("{:?}", s.format),
     });
@@ -230,6 +235,8 @@ pub struct ScoreSettings<'a> {
     pub quiet: bool,
     pub overwrite: bool,
     pub shard_rows: u64,
+    /// `--context N`: score each turn with the previous N admitted turns of its conversation.
+    pub context: usize,
 }
 
 fn manifest(
@@ -237,6 +244,7 @@ fn manifest(
     inputs: &[Input],
     by_reason: &BTreeMap<String, u64>,
     blank: u64,
+    context: usize,
 ) -> serde_json::Value {
     let m = engine.model();
     let p = engine.policy();
@@ -254,6 +262,7 @@ fn manifest(
         "policy": {"version": p.version, "sha256": p.sha256(), "config": p},
         "window": engine.window(),
         "stride": engine.stride(),
+        "context": context,
         "inputs": inputs.iter().map(|i| serde_json::json!({"path": i.name(), "bytes": i.size})).collect::<Vec<_>>(),
         "rows": by_reason.values().sum::<u64>(),
         "counts_by_reason": by_reason,
@@ -301,9 +310,32 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
         inputs[..start.input.min(inputs.len())].iter().filter_map(|i| i.size).sum();
     let mut pos = start;
     let mut scored_now = 0u64;
-    for (ii, input) in inputs.iter().enumerate().skip(start.input) {
+    let mut ctx = (s.context > 0).then(|| crate::context::ContextBuf::new(s.context));
+    // With --context, a resumed job re-reads the rows before its resume point to rebuild each
+    // conversation's context (reading is cheap next to scoring); without, it skips them.
+    let first = if ctx.is_some() { 0 } else { start.input };
+    for (ii, input) in inputs.iter().enumerate().skip(first) {
         let mut src = Source::open(input, &opts, CHUNK_ROWS)?;
-        if ii == start.input && start.row > 0 {
+        if let Some(cb) = ctx.as_mut().filter(|_| ii <= start.input) {
+            let mut left = if ii < start.input { u64::MAX } else { start.row };
+            while left > 0 {
+                let rows = src.next_chunk(left.min(CHUNK_ROWS as u64) as usize)?;
+                if rows.is_empty() {
+                    if ii == start.input {
+                        bail!(
+                            "{} has fewer rows than the interrupted job read: the input changed",
+                            src.name()
+                        );
+                    }
+                    break;
+                }
+                left = left.saturating_sub(rows.len() as u64);
+                cb.replay(&rows, &admitted_mask(&engine, &rows));
+            }
+            if ii < start.input {
+                continue;
+            }
+        } else if ii == start.input && start.row > 0 {
             src.skip_rows(start.row)?;
         }
         pos = Position { input: ii, row: if ii == start.input { start.row } else { 0 } };
@@ -352,7 +384,14 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
             for t in rows.iter().filter_map(|r| r.turn.as_ref().ok()) {
                 missing.count(engine.policy(), t);
             }
-            let batch = engine.score_rows(&rows)?;
+            let batch = match ctx.as_mut() {
+                Some(cb) => {
+                    let texts = cb.contexts(&rows, &admitted_mask(&engine, &rows));
+                    let refs: Vec<Option<&str>> = texts.iter().map(|c| c.as_deref()).collect();
+                    engine.score_rows_in_context(&rows, &refs)?
+                }
+                None => engine.score_rows(&rows)?,
+            };
             for r in turnscore_reasons(&batch) {
                 *by_reason.entry(r).or_default() += 1;
             }
@@ -388,7 +427,7 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
             pos,
             &by_reason,
             blank_before,
-            manifest(&engine, &inputs, &by_reason, blank_before),
+            manifest(&engine, &inputs, &by_reason, blank_before, s.context),
         )?,
     }
     bar.finish_and_clear();
@@ -442,6 +481,11 @@ fn select_isa(flag: Option<&str>) -> Result<()> {
     }
     Kernels::detect();
     Ok(())
+}
+
+/// Which rows will be scored (valid and admitted by the policy): only those may be context.
+fn admitted_mask(engine: &Engine, rows: &[turnscore::input::Row]) -> Vec<bool> {
+    engine.admit(rows).iter().zip(rows).map(|(a, r)| a.is_none() && r.turn.is_ok()).collect()
 }
 
 /// `(rows, ok, sensitive, rejected)` from counts by reason.

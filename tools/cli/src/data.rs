@@ -16,6 +16,9 @@ pub struct Example {
     pub topics: Option<Vec<usize>>,
     /// Indices into the sensitive vocabulary, or None when not annotated.
     pub sensitive: Option<Vec<usize>>,
+    /// Conversation and position in it, when the row is part of one (for `--context`).
+    pub conversation_id: Option<String>,
+    pub turn: Option<i64>,
 }
 
 fn labels_of(
@@ -65,6 +68,8 @@ pub fn load_file(path: &Path, topics: &[&str], sensitive: &[&str]) -> Result<Vec
             source: v.get("source").and_then(Value::as_str).unwrap_or("unknown").to_string(),
             topics: labels_of(&v, topics, path, i + 1, "topics")?,
             sensitive: labels_of(&v, sensitive, path, i + 1, "sensitive")?,
+            conversation_id: v.get("conversation_id").and_then(Value::as_str).map(str::to_string),
+            turn: v.get("turn").and_then(Value::as_i64),
         });
     }
     Ok(out)

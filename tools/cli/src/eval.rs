@@ -62,7 +62,7 @@ fn head_json(name: &str, labels: &[LabelMeta], c: &[Prf], rows: usize) -> serde_
     })
 }
 
-pub fn eval(inputs: &[String], json: bool, common: &Common) -> Result<()> {
+pub fn eval(inputs: &[String], json: bool, context: usize, common: &Common) -> Result<()> {
     let engine = open_engine(common)?;
     let tn: Vec<&str> = engine.topic_labels().iter().map(|l| l.name.as_str()).collect();
     let sn: Vec<&str> = engine.sensitive_labels().iter().map(|l| l.name.as_str()).collect();
@@ -79,9 +79,19 @@ pub fn eval(inputs: &[String], json: bool, common: &Common) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let mut scores = Vec::with_capacity(ex.len());
+    let mut ctx = crate::context::ContextBuf::new(context);
     for chunk in ex.chunks(CHUNK_ROWS) {
         let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
-        scores.extend(engine.score_texts(&texts)?);
+        if context > 0 {
+            let c: Vec<Option<String>> = chunk
+                .iter()
+                .map(|e| ctx.next(e.conversation_id.as_deref(), e.turn, &e.text, true))
+                .collect();
+            let refs: Vec<Option<&str>> = c.iter().map(|x| x.as_deref()).collect();
+            scores.extend(engine.score_texts_in_context(&texts, &refs)?);
+        } else {
+            scores.extend(engine.score_texts(&texts)?);
+        }
         if !json || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprint!(
                 "\rturnscore: scored {}/{} rows ({:.0}/s)   ",

@@ -7,6 +7,7 @@
 mod bench;
 mod cmd;
 mod compare;
+mod context;
 mod data;
 mod eval;
 mod job;
@@ -183,6 +184,13 @@ enum Command {
         /// No progress bar and no summary on standard error.
         #[arg(short, long)]
         quiet: bool,
+        /// Score each user turn together with the previous N turns of its conversation
+        /// (`conversation_id`, ordered by `turn`), as a sentence pair: [CLS] context [SEP] turn
+        /// [SEP], the context cut from its start to fit the window. Only turns the policy admits
+        /// are used as context. 0 = each turn alone. A resumed job re-reads the rows before its
+        /// resume point to rebuild the context.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        context: usize,
         #[command(flatten)]
         common: Common,
     },
@@ -266,6 +274,10 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Score each row with the previous N rows of its conversation as context (rows need
+        /// `conversation_id` and `turn`), as `score --context N` does.
+        #[arg(long, value_name = "N", default_value_t = 0)]
+        context: usize,
         #[command(flatten)]
         common: Common,
     },

@@ -523,8 +523,10 @@ fn job_input(n: usize) -> Vec<u8> {
         let text: Vec<&str> = (0..len).map(|_| words[next() % words.len()]).collect();
         let region = if i % 13 == 0 { "DE" } else { "US" };
         out.push_str(&format!(
-            "{{\"id\":\"r{i}\",\"text\":\"{}\",\"role\":\"user\",\"region\":\"{region}\",\"consent_ads\":true,\"is_minor\":false,\"account_linked\":true}}\n",
-            text.join(" ")
+            "{{\"id\":\"r{i}\",\"text\":\"{}\",\"role\":\"user\",\"region\":\"{region}\",\"consent_ads\":true,\"is_minor\":false,\"account_linked\":true,\"conversation_id\":\"c{}\",\"turn\":{}}}\n",
+            text.join(" "),
+            i / 4,
+            i % 4
         ));
     }
     out.into_bytes()
@@ -543,6 +545,17 @@ fn read_dir_output(dir: &Path) -> (String, String, serde_json::Value) {
 
 #[test]
 fn a_job_killed_at_random_points_resumes_to_the_same_output() {
+    kill_and_resume(&[]);
+}
+
+#[test]
+fn a_job_with_context_killed_at_random_points_resumes_to_the_same_output() {
+    // The per-conversation context is rebuilt on resume: a turn right after a resume point
+    // still sees the turns before it.
+    kill_and_resume(&["--context", "2"]);
+}
+
+fn kill_and_resume(extra: &[&str]) {
     let dir = tempfile::tempdir().unwrap();
     let model = dir.path().join("tiny.tsm");
     let tiny = root().join("tests/data/tiny-bert-cls");
@@ -562,11 +575,11 @@ fn a_job_killed_at_random_points_resumes_to_the_same_output() {
             "--shard-rows",
             "700",
             "--quiet",
-            "-o",
         ]
         .iter()
+        .chain(extra)
         .map(|s| s.to_string())
-        .chain([format!("{}/", out.display())])
+        .chain(["-o".to_string(), format!("{}/", out.display())])
         .collect()
     };
     let reference = dir.path().join("ref");
