@@ -525,8 +525,10 @@ fn job_input(n: usize) -> Vec<u8> {
         out.push_str(&format!(
             "{{\"id\":\"r{i}\",\"text\":\"{}\",\"role\":\"user\",\"region\":\"{region}\",\"consent_ads\":true,\"is_minor\":false,\"account_linked\":true,\"conversation_id\":\"c{}\",\"turn\":{}}}\n",
             text.join(" "),
-            i / 4,
-            i % 4
+            // 3 turns per conversation, so that shard boundaries (700 rows) split
+            // conversations and a resumed job must rebuild their context.
+            i / 3,
+            i % 3
         ));
     }
     out.into_bytes()
