@@ -212,3 +212,34 @@ fn suppressed_turns_are_never_scored_and_proxies_never_emitted() {
         .unwrap_err();
     assert!(err.to_string().contains("astrology"), "{err}");
 }
+
+#[test]
+fn context_makes_a_sentence_pair_and_changes_only_turns_that_have_one() {
+    let e = engine(1, 2048);
+    let texts = ["what should I eat to keep my strength up?", "hi"];
+    let ctx = [Some("I got my HIV test results back today and they were positive."), None];
+    let alone = e.tokenize(&texts).unwrap();
+    let paired = e.tokenize_in_context(&texts, &ctx).unwrap();
+    let (a, p) = (&alone[0].windows[0], &paired[0].windows[0]);
+    let start = paired[0].pair_start.expect("a pair") as usize;
+    // [CLS] context [SEP] turn [SEP]: the turn's own ids follow the context's [SEP].
+    assert_eq!(p[0], a[0]);
+    assert_eq!(&p[start..], &a[1..]);
+    assert_eq!(p[start - 1], *a.last().unwrap(), "the context ends with [SEP]");
+    assert!(start > 3);
+    assert_eq!(paired[0].tokens, alone[0].tokens, "tokens counts the turn only");
+    assert_eq!(paired[1], alone[1], "no context: unchanged");
+    let s_alone = e.score_texts(&texts).unwrap();
+    let s_ctx = e.score_texts_in_context(&texts, &ctx).unwrap();
+    assert_ne!(s_alone[0].sensitive, s_ctx[0].sensitive, "the context is seen");
+    assert_eq!(s_alone[1].sensitive, s_ctx[1].sensitive);
+    // A context longer than the window keeps its most recent tokens.
+    let long = "word ".repeat(2000);
+    let t = e.tokenize_in_context(&texts[..1], &[Some(long.as_str())]).unwrap();
+    assert_eq!(t[0].windows[0].len(), e.window());
+    // A turn too long to leave room is scored alone, in windows.
+    let big = "health ".repeat(600);
+    let t = e.tokenize_in_context(&[big.as_str()], &[Some("context")]).unwrap();
+    assert_eq!(t[0].pair_start, None);
+    assert!(t[0].windows.len() > 1);
+}
