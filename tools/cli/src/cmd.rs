@@ -13,6 +13,7 @@ use std::io::IsTerminal;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use turnscore::format::ModelFile;
+use turnscore::input::Row;
 use turnscore::input::{FieldMap, ReadOptions};
 use turnscore::policy::{Missing, Policy};
 use turnscore::{Engine, EngineOptions};
@@ -339,12 +340,46 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
             src.skip_rows(start.row)?;
         }
         pos = Position { input: ii, row: if ii == start.input { start.row } else { 0 } };
+        // Reading and parsing overlap scoring and writing: a reader thread stays up to two
+        // chunks ahead (bounded, so memory stays flat). It is an I/O thread outside the
+        // --threads budget, idle whenever it is ahead.
+        let name = src.name().to_string();
+        let bytes = src.bytes.clone();
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Result<Vec<Row>>>(2);
+        let reader =
+            std::thread::Builder::new().name("turnscore-read".into()).spawn(move || -> u64 {
+                let mut src = src;
+                loop {
+                    match src.next_chunk(CHUNK_ROWS) {
+                        Ok(rows) => {
+                            let end = rows.is_empty();
+                            if tx.send(Ok(rows)).is_err() || end {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            let _ = tx.send(Err(e));
+                            break;
+                        }
+                    }
+                }
+                src.blank_lines()
+            })?;
+        let mut pending: Vec<Row> = Vec::new();
+        let mut eof = false;
         loop {
             let limit = match &dest {
                 Dest::Dir(d) => d.chunk_limit(CHUNK_ROWS),
                 Dest::Single(..) => CHUNK_ROWS,
             };
-            let rows = src.next_chunk(limit)?;
+            while pending.len() < limit && !eof {
+                match rx.recv() {
+                    Ok(Ok(r)) if !r.is_empty() => pending.extend(r),
+                    Ok(Ok(_)) | Err(_) => eof = true,
+                    Ok(Err(e)) => return Err(e),
+                }
+            }
+            let rows: Vec<Row> = pending.drain(..limit.min(pending.len())).collect();
             if rows.is_empty() {
                 break;
             }
@@ -355,7 +390,7 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
                         bar.finish_and_clear();
                         bail!(
                             "{} line {}: row rejected (rejected:{}{}); --strict stops the job{}",
-                            src.name(),
+                            name,
                             r.line,
                             rej.reason.code(),
                             rej.id.as_ref().map(|i| format!(", id {i:?}")).unwrap_or_default(),
@@ -373,7 +408,7 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
                     };
                     if let Some(w) = w {
                         let v = serde_json::json!({
-                            "input": src.name(), "line": r.line, "id": rej.id,
+                            "input": name, "line": r.line, "id": rej.id,
                             "reason": format!("rejected:{}", rej.reason.code()),
                         });
                         serde_json::to_writer(&mut *w, &v)?;
@@ -404,14 +439,15 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
                 }
             }
             let (total, ok, sens, rej) = tally(&by_reason);
-            bar.set_position(done_bytes + src.bytes.load(std::sync::atomic::Ordering::Relaxed));
+            bar.set_position(done_bytes + bytes.load(std::sync::atomic::Ordering::Relaxed));
             bar.set_message(format!(
                 "{total} rows, {:.0}/s, {ok} ad-eligible, {sens} sensitive, {} not admitted, {rej} rejected",
                 scored_now as f64 / started.elapsed().as_secs_f64().max(1e-9),
                 total - ok - sens - rej
             ));
         }
-        blank_before += src.blank_lines();
+        blank_before +=
+            reader.join().map_err(|_| anyhow::anyhow!("the reader thread of {name} panicked"))?;
         done_bytes += input.size.unwrap_or(0);
         // The next input starts at its row 0.
         pos = Position { input: ii + 1, row: 0 };

@@ -127,8 +127,8 @@ impl<R: Read> Read for Counting<R> {
 }
 
 enum Kind {
-    Jsonl(Box<JsonlReader<Box<dyn BufRead>>>),
-    Batches(Box<dyn Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>>>, u64),
+    Jsonl(Box<JsonlReader<Box<dyn BufRead + Send>>>),
+    Batches(Box<dyn Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>> + Send>, u64),
 }
 
 /// Reads one input in chunks of rows.
@@ -149,7 +149,7 @@ impl Source {
     pub fn open(input: &Input, opts: &ReadOptions, chunk_rows: usize) -> Result<Source> {
         let name = input.name();
         let bytes = Arc::new(AtomicU64::new(0));
-        let raw: Box<dyn Read> = if input.is_stdin() {
+        let raw: Box<dyn Read + Send> = if input.is_stdin() {
             Box::new(std::io::stdin())
         } else {
             Box::new(
@@ -161,7 +161,7 @@ impl Source {
         let kind = match input.format {
             InFormat::Jsonl => {
                 let lower = name.to_lowercase();
-                let r: Box<dyn BufRead> = if lower.ends_with(".gz") {
+                let r: Box<dyn BufRead + Send> = if lower.ends_with(".gz") {
                     Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(
                         counted,
                     ))))
@@ -193,7 +193,7 @@ impl Source {
             InFormat::Arrow => {
                 let mut br = BufReader::new(counted);
                 let is_file = br.fill_buf().map(|b| b.starts_with(b"ARROW1")).unwrap_or(false);
-                let it: Box<dyn Iterator<Item = _>> = if is_file {
+                let it: Box<dyn Iterator<Item = _> + Send> = if is_file {
                     if input.is_stdin() {
                         bail!("the Arrow IPC file format cannot be read from standard input; use the stream format");
                     }
@@ -280,4 +280,9 @@ impl Source {
             },
         }
     }
+}
+
+fn _assert_send() {
+    fn is_send<T: Send>() {}
+    is_send::<Source>();
 }
