@@ -102,6 +102,27 @@ def main():
 
         eng = turnscore.Engine(threads=a.threads)
         inp = pq.read_table(tmp / "in")
+        # Forked workers (Spark's Python daemon forks them): an engine made here, used in a
+        # child process after fork, must work and give the same scores.
+        small = inp.slice(0, 64)
+        want_small = eng.score(small)
+        rfd, wfd = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            os.close(rfd)
+            try:
+                same = eng.score(small).equals(want_small)
+                os.write(wfd, b"1" if same else b"0")
+            finally:
+                os._exit(0)
+        os.close(wfd)
+        got_fork = os.read(rfd, 1)
+        os.waitpid(pid, 0)
+        if got_fork != b"1":
+            print("FAIL fork: an engine used in a forked child gave other scores or failed")
+            ok = False
+        else:
+            print("ok   fork: an engine made before a fork scores identically in the child")
         t0 = time.perf_counter()
         mod = eng.score(inp)
         mod_s = time.perf_counter() - t0
