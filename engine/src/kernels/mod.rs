@@ -142,6 +142,21 @@ impl<'a> PackedB<'a> {
     }
 }
 
+/// `m` rows of `a` (`k` bytes each) with each row padded with zeros to `kp ≥ k` bytes, so the
+/// SIMD tiers can read whole groups of 4; borrowed unchanged when `kp == k` (the encoder's
+/// shapes). Zeros add nothing to the dot products.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+pub(crate) fn pad_rows(a: &[u8], m: usize, k: usize, kp: usize) -> std::borrow::Cow<'_, [u8]> {
+    if kp == k {
+        return std::borrow::Cow::Borrowed(&a[..m * k]);
+    }
+    let mut v = vec![0u8; m * kp];
+    for i in 0..m {
+        v[i * kp..i * kp + k].copy_from_slice(&a[i * k..(i + 1) * k]);
+    }
+    std::borrow::Cow::Owned(v)
+}
+
 /// Largest inner dimension for which i32 accumulation of u8 × i8 cannot overflow.
 pub const MAX_K: usize = 65_793;
 

@@ -81,15 +81,7 @@ pub unsafe fn gemm(a: &[u8], m: usize, k: usize, b: &PackedB<'_>, c: &mut [i32])
         c[..m * n].fill(0);
         return;
     }
-    let padded: std::borrow::Cow<'_, [u8]> = if kp == k {
-        std::borrow::Cow::Borrowed(&a[..m * k])
-    } else {
-        let mut v = vec![0u8; m * kp];
-        for i in 0..m {
-            v[i * kp..i * kp + k].copy_from_slice(&a[i * k..(i + 1) * k]);
-        }
-        std::borrow::Cow::Owned(v)
-    };
+    let padded = crate::kernels::pad_rows(a, m, k, kp);
     let data = b.data();
     debug_assert!(data.len() == b.panels() * groups * 64 && c.len() >= m * n);
     for half in 0..n.div_ceil(8) {

@@ -77,15 +77,7 @@ pub unsafe fn gemm(a: &[u8], m: usize, k: usize, b: &PackedB<'_>, c: &mut [i32])
         return;
     }
     // Rows padded to kp bytes (zeros add nothing to the dot products).
-    let padded: std::borrow::Cow<'_, [u8]> = if kp == k {
-        std::borrow::Cow::Borrowed(&a[..m * k])
-    } else {
-        let mut v = vec![0u8; m * kp];
-        for i in 0..m {
-            v[i * kp..i * kp + k].copy_from_slice(&a[i * k..(i + 1) * k]);
-        }
-        std::borrow::Cow::Owned(v)
-    };
+    let padded = crate::kernels::pad_rows(a, m, k, kp);
     let pstride = groups * 64;
     let panels = b.panels();
     let data = b.data();
