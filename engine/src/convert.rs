@@ -336,7 +336,7 @@ pub fn build(dir: &Path, opts: &ConvertOptions) -> Result<Vec<u8>> {
                     .and_then(Value::as_str)
                     .map(str::to_string)
                     .unwrap_or_else(|| format!("LABEL_{i}"));
-                LabelMeta { name, threshold: 0.5, trained: true }
+                LabelMeta { name, threshold: 0.5, trained: true, calibration: None }
             })
             .collect();
         let kind = if opts.checkpoint_head == HeadKind::Topics { "topics" } else { "sensitive" };

@@ -142,6 +142,24 @@ pub struct LabelMeta {
     /// False when the head had no training examples for this label: it never fires.
     #[serde(default = "yes")]
     pub trained: bool,
+    /// How the score was calibrated, when it was. The map is folded into the head's weights, so
+    /// the stored score is already calibrated; this records what was fitted, and on what.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
+}
+
+/// A Platt map `p = sigmoid(a · z + b)` over the head's raw logit `z`, fitted on held-out rows
+/// and folded into the head (`W' = a·W`, `b' = a·bias + b`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Calibration {
+    /// `"platt"`.
+    pub method: String,
+    /// Slope over the raw logit.
+    pub a: f32,
+    /// Offset.
+    pub b: f32,
+    /// What it was fitted on, e.g. `"data/chat dev, 878 rows, 41 positives"`.
+    pub fitted_on: String,
 }
 
 fn yes() -> bool {

@@ -18,7 +18,8 @@ mod meta;
 mod writer;
 
 pub use meta::{
-    Architecture, BlobMeta, DType, HeadMeta, LabelMeta, Meta, Pooling, Provenance, TensorMeta,
+    Architecture, BlobMeta, Calibration, DType, HeadMeta, LabelMeta, Meta, Pooling, Provenance,
+    TensorMeta,
 };
 pub use writer::{quantize_rows, write_atomic, ModelWriter};
 

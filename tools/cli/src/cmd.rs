@@ -66,8 +66,8 @@ pub fn run(cmd: Command) -> Result<()> {
             normalize,
             model_id,
         } => convert(hf_dir, output, &quant, heads, &checkpoint_head, pooling, normalize, model_id),
-        Command::Eval { inputs, json, context, common } => {
-            crate::eval::eval(&inputs, json, context, &common)
+        Command::Eval { inputs, json, report, show_text, context, common } => {
+            crate::eval::eval(&inputs, json, context, report.as_deref(), show_text, &common)
         }
         Command::Compare { against, inputs, json, common } => {
             crate::compare::compare(&against, &inputs, json, &common)
@@ -86,9 +86,33 @@ pub fn run(cmd: Command) -> Result<()> {
             eprintln!("turnscore: policy {:?}, sha256 {}", p.version, p.sha256());
             Ok(())
         }
-        Command::TrainHeads { data, output, cache, seed, epochs, common } => {
+        Command::TrainHeads {
+            data,
+            tune,
+            tune_weight,
+            sensitive_recall,
+            gate_caught,
+            output,
+            cache,
+            seed,
+            epochs,
+            common,
+        } => {
             let engine = open_engine(&common)?;
-            crate::train::train(&engine, &data, &output, cache.as_deref(), seed, epochs)
+            crate::train::train(
+                &engine,
+                &crate::train::TrainArgs {
+                    data: &data,
+                    tune: tune.as_deref(),
+                    tune_weight,
+                    sensitive_recall,
+                    gate_caught,
+                    out: &output,
+                    cache: cache.as_deref(),
+                    seed,
+                    epochs,
+                },
+            )
         }
     }
 }

@@ -41,6 +41,25 @@ fn head_counts(
     (c, rows)
 }
 
+fn head_counts_refs(ex: &[&Example], scores: &[&TurnScores], labels: &[LabelMeta]) -> (Vec<Prf>, usize) {
+    let mut c = vec![Prf::default(); labels.len()];
+    let mut rows = 0;
+    for (e, s) in ex.iter().zip(scores) {
+        let Some(truth) = &e.topics else { continue };
+        rows += 1;
+        for (l, lab) in labels.iter().enumerate() {
+            let on = lab.trained && s.topics[l] >= lab.threshold;
+            match (on, truth.contains(&l)) {
+                (true, true) => c[l].tp += 1.0,
+                (true, false) => c[l].fp += 1.0,
+                (false, true) => c[l].fn_ += 1.0,
+                _ => {}
+            }
+        }
+    }
+    (c, rows)
+}
+
 fn head_json(name: &str, labels: &[LabelMeta], c: &[Prf], rows: usize) -> serde_json::Value {
     let mut micro = Prf::default();
     c.iter().for_each(|x| micro.add(x));
@@ -62,7 +81,14 @@ fn head_json(name: &str, labels: &[LabelMeta], c: &[Prf], rows: usize) -> serde_
     })
 }
 
-pub fn eval(inputs: &[String], json: bool, context: usize, common: &Common) -> Result<()> {
+pub fn eval(
+    inputs: &[String],
+    json: bool,
+    context: usize,
+    report_dir: Option<&std::path::Path>,
+    show_text: bool,
+    common: &Common,
+) -> Result<()> {
     let engine = open_engine(common)?;
     let tn: Vec<&str> = engine.topic_labels().iter().map(|l| l.name.as_str()).collect();
     let sn: Vec<&str> = engine.sensitive_labels().iter().map(|l| l.name.as_str()).collect();
@@ -106,6 +132,12 @@ pub fn eval(inputs: &[String], json: bool, context: usize, common: &Common) -> R
         head_counts(&ex, &scores, engine.topic_labels(), |e| &e.topics, |s| &s.topics);
     let (sc, srows) =
         head_counts(&ex, &scores, engine.sensitive_labels(), |e| &e.sensitive, |s| &s.sensitive);
+    // Topics on clean turns only (rows annotated clean for the sensitive head): the turns whose
+    // topics may be used at all.
+    let clean: Vec<bool> = ex.iter().map(|e| e.sensitive.as_ref().is_some_and(|s| s.is_empty())).collect();
+    let (ex_clean, scores_clean): (Vec<&Example>, Vec<&TurnScores>) =
+        ex.iter().zip(&scores).zip(&clean).filter(|(_, &c)| c).map(|(p, _)| p).unzip();
+    let (tcc, tcrows) = head_counts_refs(&ex_clean, &scores_clean, engine.topic_labels());
     // The gate: a turn is suppressed when any trained sensitive label fires.
     let mut gate: BTreeMap<String, [u64; 4]> = BTreeMap::new(); // source -> [sensitive, caught, clean, wrongly suppressed]
     for (e, s) in ex.iter().zip(&scores) {
@@ -124,8 +156,8 @@ pub fn eval(inputs: &[String], json: bool, context: usize, common: &Common) -> R
     }
     // Worst misses (sensitive turns with the lowest top score among their true labels) and worst
     // false alarms (clean turns with the highest sensitive score): ids and scores, never text.
-    let mut misses: Vec<(f32, &str, String)> = Vec::new();
-    let mut alarms: Vec<(f32, &str, String)> = Vec::new();
+    let mut misses: Vec<(f32, &Example, String)> = Vec::new();
+    let mut alarms: Vec<(f32, &Example, String)> = Vec::new();
     let slabels = engine.sensitive_labels();
     for (e, s) in ex.iter().zip(&scores) {
         let Some(truth) = &e.sensitive else { continue };
@@ -135,7 +167,7 @@ pub fn eval(inputs: &[String], json: bool, context: usize, common: &Common) -> R
                 .map(|&l| (l, s.sensitive[l]))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
                 .unwrap_or((0, 0.0));
-            misses.push((sc, &e.id, slabels[l].name.clone()));
+            misses.push((sc, e, slabels[l].name.clone()));
         } else if truth.is_empty() {
             if let Some((l, sc)) = s
                 .sensitive
@@ -145,16 +177,22 @@ pub fn eval(inputs: &[String], json: bool, context: usize, common: &Common) -> R
                 .map(|(l, &v)| (l, v))
                 .max_by(|a, b| a.1.total_cmp(&b.1))
             {
-                alarms.push((sc, &e.id, slabels[l].name.clone()));
+                alarms.push((sc, e, slabels[l].name.clone()));
             }
         }
     }
     misses.sort_by(|a, b| a.0.total_cmp(&b.0));
     alarms.sort_by(|a, b| b.0.total_cmp(&a.0));
-    let listing = |v: &[(f32, &str, String)]| -> Vec<serde_json::Value> {
+    let listing = |v: &[(f32, &Example, String)]| -> Vec<serde_json::Value> {
         v.iter()
             .take(10)
-            .map(|(s, id, l)| serde_json::json!({"id": id, "label": l, "score": s}))
+            .map(|(s, e, l)| {
+                let mut j = serde_json::json!({"id": e.id, "label": l, "score": s});
+                if show_text {
+                    j["text"] = e.text.clone().into();
+                }
+                j
+            })
             .collect()
     };
     let share = |a: u64, b: u64| if b > 0 { Some(a as f64 / b as f64) } else { None };
@@ -179,10 +217,33 @@ pub fn eval(inputs: &[String], json: bool, context: usize, common: &Common) -> R
         "window": engine.window(),
         "topics": head_json("topics", engine.topic_labels(), &tc, trows),
         "sensitive": head_json("sensitive", engine.sensitive_labels(), &sc, srows),
+        "topics_on_clean_turns": head_json("topics", engine.topic_labels(), &tcc, tcrows),
         "gate": gate_json,
         "worst_misses": listing(&misses),
         "worst_false_alarms": listing(&alarms),
     });
+    if let Some(dir) = report_dir {
+        let heads = [
+            crate::report::HeadData::new(
+                "topics",
+                engine.topic_labels(),
+                &ex,
+                &scores,
+                |e| &e.topics,
+                |s| &s.topics,
+            ),
+            crate::report::HeadData::new(
+                "sensitive",
+                engine.sensitive_labels(),
+                &ex,
+                &scores,
+                |e| &e.sensitive,
+                |s| &s.sensitive,
+            ),
+        ];
+        let path = crate::report::write(dir, &report, &heads, &ex, show_text)?;
+        eprintln!("turnscore: wrote the report to {}", path.display());
+    }
     let mut o = std::io::stdout().lock();
     if json {
         writeln!(o, "{}", serde_json::to_string_pretty(&report)?)?;
@@ -229,6 +290,15 @@ pub fn eval(inputs: &[String], json: bool, context: usize, common: &Common) -> R
             )?;
         }
     }
+    let tc = &report["topics_on_clean_turns"];
+    writeln!(
+        o,
+        "\ntopics on clean turns (sensitive annotated and empty): {} rows; micro P {:.3} R {:.3} F1 {:.3}",
+        tc["rows"],
+        tc["micro"]["precision"].as_f64().unwrap_or(0.0),
+        tc["micro"]["recall"].as_f64().unwrap_or(0.0),
+        tc["micro"]["f1"].as_f64().unwrap_or(0.0)
+    )?;
     writeln!(o, "\ngate (a turn is suppressed when any sensitive label fires)")?;
     writeln!(
         o,
@@ -255,10 +325,11 @@ pub fn eval(inputs: &[String], json: bool, context: usize, common: &Common) -> R
         for m in report[key].as_array().into_iter().flatten() {
             writeln!(
                 o,
-                "  {:<40} {:<24} {:.4}",
+                "  {:<40} {:<24} {:.4}{}",
                 m["id"].as_str().unwrap_or(""),
                 m["label"].as_str().unwrap_or(""),
-                m["score"].as_f64().unwrap_or(0.0)
+                m["score"].as_f64().unwrap_or(0.0),
+                m["text"].as_str().map_or(String::new(), |t| format!("  {t}"))
             )?;
         }
     }

@@ -10,6 +10,7 @@ mod compare;
 mod context;
 mod data;
 mod eval;
+mod report;
 mod job;
 mod metrics;
 mod sink;
@@ -262,11 +263,12 @@ enum Command {
     ///
     /// Input: JSONL rows {"text", "topics": [...] | null, "sensitive": [...] | null, "source"}
     /// (a null head is masked, not a negative), e.g. '../shared/data/*/dev.jsonl'. Prints per
-    /// label precision, recall, F1 and support; micro and macro F1 per head; and for the gate,
-    /// the share of sensitive turns caught and of clean turns wrongly suppressed, by source.
-    #[command(
-        after_help = "Example:\n  turnscore eval '../shared/data/*/dev.jsonl' --json > eval.json"
-    )]
+    /// label precision, recall, F1 and support; micro and macro F1 per head (and topic F1 on
+    /// clean turns); and for the gate, the share of sensitive turns caught and of clean turns
+    /// wrongly suppressed, by source. Worst misses and false alarms are listed by id and score.
+    #[command(after_help = "Examples:\n  turnscore eval data/chat/dev.jsonl\n  \
+        turnscore eval '../shared/data/*/dev.jsonl' --json > eval.json\n  \
+        turnscore eval data/chat/dev.jsonl --report eval-report   # then open eval-report/index.html")]
     Eval {
         /// Labeled JSONL files or globs.
         #[arg(required = true, value_name = "DATA")]
@@ -274,6 +276,14 @@ enum Command {
         /// Print JSON instead of tables.
         #[arg(long)]
         json: bool,
+        /// Also write DIR/index.html: one self-contained page with precision/recall curves per
+        /// label, a reliability plot per head, and the worst misses and false alarms per label.
+        #[arg(long, value_name = "DIR")]
+        report: Option<PathBuf>,
+        /// Show the turns' text beside the ids of misses and false alarms (tables, JSON and
+        /// report). Off by default: message text is personal data.
+        #[arg(long)]
+        show_text: bool,
         /// Score each row with the previous N rows of its conversation as context (rows need
         /// `conversation_id` and `turn`), as `score --context N` does.
         #[arg(long, value_name = "N", default_value_t = 0)]
@@ -348,9 +358,27 @@ enum Command {
     /// vocabulary, picks per-label thresholds on the dev split, prints dev metrics, and writes a
     /// heads file for `turnscore convert --heads`.
     TrainHeads {
-        /// Data directory (one folder per dataset).
+        /// Data directory: one dataset (holding train.jsonl and dev.jsonl) or a folder of datasets.
+        /// Repeat to train on several, e.g. --data ../shared/data --data data/chat.
+        #[arg(long, value_name = "DIR", required = true)]
+        data: Vec<PathBuf>,
+        /// Dataset whose dev split calibrates the scores and picks the thresholds (the chat
+        /// corpus: chat turns are what the engine scores). Its train split is trained on too,
+        /// weighted --tune-weight times. Without it, every dev row tunes.
         #[arg(long, value_name = "DIR")]
-        data: PathBuf,
+        tune: Option<PathBuf>,
+        /// How much more a row of the tuning dataset counts in training than its source weight.
+        #[arg(long, default_value_t = 12.0, value_name = "X")]
+        tune_weight: f32,
+        /// Recall each sensitive label keeps on the tuning rows: its threshold starts at the
+        /// highest score that keeps it. Recall first: a missed sensitive turn becomes an ad signal.
+        #[arg(long, default_value_t = 0.90, value_name = "R")]
+        sensitive_recall: f64,
+        /// Share of sensitive tuning turns the gate (any sensitive label) must catch: thresholds
+        /// are then lowered, cheapest first (most turns caught per clean turn suppressed), until
+        /// it does.
+        #[arg(long, default_value_t = 0.97, value_name = "R")]
+        gate_caught: f64,
         /// Heads file to write.
         #[arg(short, long, value_name = "FILE")]
         output: PathBuf,
