@@ -241,7 +241,12 @@ mod tests {
     fn labels(names: &[(&str, f32, bool)]) -> Vec<LabelMeta> {
         names
             .iter()
-            .map(|&(n, t, tr)| LabelMeta { name: n.into(), threshold: t, trained: tr, calibration: None })
+            .map(|&(n, t, tr)| LabelMeta {
+                name: n.into(),
+                threshold: t,
+                trained: tr,
+                calibration: None,
+            })
             .collect()
     }
 

@@ -695,9 +695,17 @@ fn inspect(model: Option<PathBuf>, json: bool) -> Result<()> {
         match head {
             None => writeln!(o, "{name:<12} (no head)")?,
             Some(h) => {
-                writeln!(o, "{name:<12} {} labels (label  threshold)", h.labels.len())?;
+                writeln!(
+                    o,
+                    "{name:<12} {} labels (label  threshold  calibration)",
+                    h.labels.len()
+                )?;
                 for l in &h.labels {
-                    let note = if l.trained { "" } else { "  untrained: never fires" };
+                    let note = match (&l.calibration, l.trained) {
+                        (_, false) => "  untrained: never fires".to_string(),
+                        (Some(c), true) => format!("  {} a={:.3} b={:.3}", c.method, c.a, c.b),
+                        (None, true) => "  uncalibrated".to_string(),
+                    };
                     writeln!(o, "  {:<24} {:.4}{note}", l.name, l.threshold)?;
                 }
             }

@@ -41,7 +41,11 @@ fn head_counts(
     (c, rows)
 }
 
-fn head_counts_refs(ex: &[&Example], scores: &[&TurnScores], labels: &[LabelMeta]) -> (Vec<Prf>, usize) {
+fn head_counts_refs(
+    ex: &[&Example],
+    scores: &[&TurnScores],
+    labels: &[LabelMeta],
+) -> (Vec<Prf>, usize) {
     let mut c = vec![Prf::default(); labels.len()];
     let mut rows = 0;
     for (e, s) in ex.iter().zip(scores) {
@@ -134,7 +138,8 @@ pub fn eval(
         head_counts(&ex, &scores, engine.sensitive_labels(), |e| &e.sensitive, |s| &s.sensitive);
     // Topics on clean turns only (rows annotated clean for the sensitive head): the turns whose
     // topics may be used at all.
-    let clean: Vec<bool> = ex.iter().map(|e| e.sensitive.as_ref().is_some_and(|s| s.is_empty())).collect();
+    let clean: Vec<bool> =
+        ex.iter().map(|e| e.sensitive.as_ref().is_some_and(|s| s.is_empty())).collect();
     let (ex_clean, scores_clean): (Vec<&Example>, Vec<&TurnScores>) =
         ex.iter().zip(&scores).zip(&clean).filter(|(_, &c)| c).map(|(p, _)| p).unzip();
     let (tcc, tcrows) = head_counts_refs(&ex_clean, &scores_clean, engine.topic_labels());

@@ -112,8 +112,8 @@ fn pr_svg(head: &HeadData<'_>) -> Result<String> {
     let rows = n.div_ceil(cols);
     let mut svg = String::new();
     {
-        let root =
-            SVGBackend::with_string(&mut svg, (cols as u32 * 240, rows as u32 * 200)).into_drawing_area();
+        let root = SVGBackend::with_string(&mut svg, (cols as u32 * 240, rows as u32 * 200))
+            .into_drawing_area();
         root.fill(&WHITE).map_err(plot_err)?;
         for (l, area) in root.split_evenly((rows, cols)).iter().enumerate().take(n) {
             let lab = &head.labels[l];
@@ -122,7 +122,7 @@ fn pr_svg(head: &HeadData<'_>) -> Result<String> {
             let mut chart = ChartBuilder::on(area)
                 .caption(format!("{} (n+={support})", lab.name), ("sans-serif", 13))
                 .margin(6)
-                .x_label_area_size(22)
+                .x_label_area_size(34)
                 .y_label_area_size(30)
                 .build_cartesian_2d(0f32..1.0f32, 0f32..1.02f32)
                 .map_err(plot_err)?;
@@ -131,6 +131,7 @@ fn pr_svg(head: &HeadData<'_>) -> Result<String> {
                 .x_labels(3)
                 .y_labels(3)
                 .x_desc("recall")
+                .y_desc("precision")
                 .label_style(("sans-serif", 10))
                 .draw()
                 .map_err(plot_err)?;
@@ -271,9 +272,7 @@ pub fn write(
                 .iter()
                 .find(|x| x.name == name)
                 .and_then(|x| x.calibration.as_ref())
-                .map_or("none".to_string(), |c| {
-                    format!("{} a={:.3} b={:.3}", c.method, c.a, c.b)
-                });
+                .map_or("none".to_string(), |c| format!("{} a={:.3} b={:.3}", c.method, c.a, c.b));
             let t = if l["trained"].as_bool().unwrap_or(false) {
                 format!("{:.4}", l["threshold"].as_f64().unwrap_or(0.0))
             } else {
@@ -329,7 +328,11 @@ pub fn write(
                         "<tr><td>{}</td><td>{kind}</td><td>{}</td><td>{s:.4}</td>{}</tr>",
                         esc(&lab.name),
                         esc(&ex[i].id),
-                        if show_text { format!("<td>{}</td>", esc(&ex[i].text)) } else { String::new() }
+                        if show_text {
+                            format!("<td>{}</td>", esc(&ex[i].text))
+                        } else {
+                            String::new()
+                        }
                     )?;
                 }
             }
@@ -351,6 +354,9 @@ mod tests {
         // Scores 0.9 (pos), 0.8 (neg), 0.7 (pos), 0.1 (neg).
         let p = [(0, 0.9, true), (1, 0.8, false), (2, 0.7, true), (3, 0.1, false)];
         let c = pr_curve(&p);
-        assert_eq!(c, vec![(0.5, 1.0, 0.9), (0.5, 0.5, 0.8), (1.0, 2.0 / 3.0, 0.7), (1.0, 0.5, 0.1)]);
+        assert_eq!(
+            c,
+            vec![(0.5, 1.0, 0.9), (0.5, 0.5, 0.8), (1.0, 2.0 / 3.0, 0.7), (1.0, 0.5, 0.1)]
+        );
     }
 }

@@ -384,14 +384,21 @@ impl ScoreSet<'_> {
                 f(rows).or_else(|| f(fallback)).unwrap_or(0.5)
             })
             .collect();
-        let sens: Vec<usize> =
-            rows.iter().copied().filter(|&i| self.y[i * nl..(i + 1) * nl].iter().any(|&v| v > 0.0)).collect();
-        let clean: Vec<usize> =
-            rows.iter().copied().filter(|&i| self.y[i * nl..(i + 1) * nl].iter().all(|&v| v == 0.0)).collect();
+        let sens: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&i| self.y[i * nl..(i + 1) * nl].iter().any(|&v| v > 0.0))
+            .collect();
+        let clean: Vec<usize> = rows
+            .iter()
+            .copied()
+            .filter(|&i| self.y[i * nl..(i + 1) * nl].iter().all(|&v| v == 0.0))
+            .collect();
         if sens.is_empty() {
             return t;
         }
-        let fires = |t: &[f32], i: usize| (0..nl).any(|l| self.trained[l] && self.s[i * nl + l] >= t[l]);
+        let fires =
+            |t: &[f32], i: usize| (0..nl).any(|l| self.trained[l] && self.s[i * nl + l] >= t[l]);
         for _ in 0..rows.len() {
             let missed: Vec<usize> = sens.iter().copied().filter(|&i| !fires(&t, i)).collect();
             if (sens.len() - missed.len()) as f64 >= caught * sens.len() as f64 {
@@ -409,10 +416,8 @@ impl ScoreSet<'_> {
                     continue;
                 };
                 let gain = missed.iter().filter(|&&i| self.s[i * nl + l] >= top).count();
-                let cost = clean
-                    .iter()
-                    .filter(|&&i| !fires(&t, i) && self.s[i * nl + l] >= top)
-                    .count();
+                let cost =
+                    clean.iter().filter(|&&i| !fires(&t, i) && self.s[i * nl + l] >= top).count();
                 let v = gain as f64 / (cost as f64 + 1.0);
                 if best.is_none_or(|b| v > b.0) {
                     best = Some((v, l, top));
@@ -452,14 +457,23 @@ impl ScoreSet<'_> {
     /// How much tuning on the same rows flatters the gate: split the rows in two halves (even
     /// and odd positions), tune on one, measure on the other, both ways; returns the pooled
     /// (caught, wrongly suppressed) over both held-out halves.
-    fn cross_fit(&self, rows: &[usize], fallback: &[usize], recall: f64, caught: f64) -> (f64, f64) {
+    fn cross_fit(
+        &self,
+        rows: &[usize],
+        fallback: &[usize],
+        recall: f64,
+        caught: f64,
+    ) -> (f64, f64) {
         let a: Vec<usize> = rows.iter().copied().step_by(2).collect();
         let b: Vec<usize> = rows.iter().copied().skip(1).step_by(2).collect();
         let (mut s, mut c, mut sc, mut cs) = (0.0, 0.0, 0.0, 0.0);
         for (tune, test) in [(&a, &b), (&b, &a)] {
             let t = self.sensitive_thresholds(tune, fallback, recall, caught);
             let (x, y) = self.gate(test, &t);
-            let ns = test.iter().filter(|&&i| self.y[i * self.nl..(i + 1) * self.nl].iter().any(|&v| v > 0.0)).count() as f64;
+            let ns = test
+                .iter()
+                .filter(|&&i| self.y[i * self.nl..(i + 1) * self.nl].iter().any(|&v| v > 0.0))
+                .count() as f64;
             let nc = test.len() as f64 - ns;
             s += ns;
             c += nc;
@@ -569,13 +583,15 @@ pub fn train(engine: &Engine, args: &TrainArgs<'_>) -> Result<()> {
     let (mut train_tune, mut dev_tune) = (Vec::new(), Vec::new());
     for d in &dirs {
         let is_tune = args.tune.is_some_and(|t| same_dir(d, t));
-        let (a, b) = (load(std::slice::from_ref(d), "train")?, load(std::slice::from_ref(d), "dev")?);
+        let (a, b) =
+            (load(std::slice::from_ref(d), "train")?, load(std::slice::from_ref(d), "dev")?);
         train_tune.extend(std::iter::repeat(is_tune).take(a.len()));
         dev_tune.extend(std::iter::repeat(is_tune || args.tune.is_none()).take(b.len()));
         train.extend(a);
         dev.extend(b);
     }
-    let tune_name = args.tune.map_or("all dev splits".to_string(), |t| format!("{} dev", t.display()));
+    let tune_name =
+        args.tune.map_or("all dev splits".to_string(), |t| format!("{} dev", t.display()));
     eprintln!(
         "turnscore: {} train rows, {} dev rows from {}; calibration and thresholds on {tune_name} ({} rows)",
         train.len(),
@@ -661,7 +677,8 @@ pub fn train(engine: &Engine, args: &TrainArgs<'_>) -> Result<()> {
             .collect();
         if name == "sensitive" {
             let (caught, wrong) = sc.gate(&tune_rows, &thresholds);
-            let (hc, hw) = sc.cross_fit(&tune_rows, &all_rows, args.sensitive_recall, args.gate_caught);
+            let (hc, hw) =
+                sc.cross_fit(&tune_rows, &all_rows, args.sensitive_recall, args.gate_caught);
             let line = format!(
                 "gate on {tune_name}: caught {:.1}%, clean turns wrongly suppressed {:.1}% (thresholds \
                  tuned on these rows); held-out estimate (tune on one half, measure on the other, both \
@@ -780,8 +797,7 @@ mod tests {
     #[test]
     fn recall_threshold_keeps_the_asked_share() {
         // 10 positives among 20 rows, scores descending.
-        let v: Vec<(f32, bool)> =
-            (0..20).map(|i| (1.0 - i as f32 / 20.0, i % 2 == 0)).collect();
+        let v: Vec<(f32, bool)> = (0..20).map(|i| (1.0 - i as f32 / 20.0, i % 2 == 0)).collect();
         let t = threshold_recall(&v, 0.9).unwrap();
         let kept = v.iter().filter(|x| x.1 && x.0 >= t).count();
         assert_eq!(kept, 9);
