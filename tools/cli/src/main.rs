@@ -353,10 +353,16 @@ enum Command {
     },
     /// Train the topic and sensitive heads on labeled JSONL data over a model's encoder.
     ///
-    /// Reads <DATA>/*/train.jsonl and <DATA>/*/dev.jsonl (rows with "text", "topics",
-    /// "sensitive", "source"; a null head is masked). Trains one logistic-regression head per
-    /// vocabulary, picks per-label thresholds on the dev split, prints dev metrics, and writes a
-    /// heads file for `turnscore convert --heads`.
+    /// Reads train.jsonl and dev.jsonl of each --data directory (or of its sub-folders): rows
+    /// with "text", "topics", "sensitive", "source"; a null head is masked. Trains one
+    /// logistic-regression head per vocabulary on the train splits, calibrates each label (Platt,
+    /// folded into the head) and picks its threshold on the --tune dataset's dev split (topics:
+    /// max F1; sensitive: recall first, then the gate's catch rate), prints the dev metrics and a
+    /// held-out estimate, and writes a heads file for `turnscore convert --heads`.
+    #[command(after_help = "Example (what tools/build_default_model.sh runs):\n  \
+        turnscore train-heads --model base.tsm --data ../shared/data --tune data/chat \\\n    \
+        --cache target/cache -o models/heads.json\n  \
+        turnscore convert CHECKPOINT --quant int8 --heads models/heads.json -o model.tsm")]
     TrainHeads {
         /// Data directory: one dataset (holding train.jsonl and dev.jsonl) or a folder of datasets.
         /// Repeat to train on several, e.g. --data ../shared/data --data data/chat.
