@@ -31,13 +31,9 @@ import time
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-TOPICS = """arts_culture automotive books_literature business_finance careers education
-events_attractions family_parenting fitness_healthy_living food_drink hobbies_interests home_garden
-movies_tv music_audio news_current_events outdoors_hiking personal_finance pets pop_culture
-real_estate relationships_dating science shopping sports style_fashion technology_computing travel
-video_gaming""".split()
-SENSITIVE = """health sexual_orientation religion philosophical_beliefs political_views
-racial_ethnic_origin trade_union genetic_data biometric_data""".split()
+# One vocabulary for the corpus builder and the fine-tune (shared/data/LABELS.md).
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+from chat_corpus import SENSITIVE, TOPICS  # noqa: E402
 
 
 def load_rows(data_dirs, split):

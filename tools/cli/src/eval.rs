@@ -16,18 +16,18 @@ use std::io::Write;
 use turnscore::format::LabelMeta;
 use turnscore::output::TurnScores;
 
-fn head_counts(
-    ex: &[Example],
-    scores: &[TurnScores],
+/// Per-label counts of one head over (row, scores) pairs; rows whose head is `null` are masked.
+fn head_counts<'a>(
+    rows: impl Iterator<Item = (&'a Example, &'a TurnScores)>,
     labels: &[LabelMeta],
     pick: fn(&Example) -> &Option<Vec<usize>>,
     get: fn(&TurnScores) -> &[f32],
 ) -> (Vec<Prf>, usize) {
     let mut c = vec![Prf::default(); labels.len()];
-    let mut rows = 0;
-    for (e, s) in ex.iter().zip(scores) {
+    let mut n = 0;
+    for (e, s) in rows {
         let Some(truth) = pick(e) else { continue };
-        rows += 1;
+        n += 1;
         for (l, lab) in labels.iter().enumerate() {
             let on = lab.trained && get(s)[l] >= lab.threshold;
             match (on, truth.contains(&l)) {
@@ -38,30 +38,7 @@ fn head_counts(
             }
         }
     }
-    (c, rows)
-}
-
-fn head_counts_refs(
-    ex: &[&Example],
-    scores: &[&TurnScores],
-    labels: &[LabelMeta],
-) -> (Vec<Prf>, usize) {
-    let mut c = vec![Prf::default(); labels.len()];
-    let mut rows = 0;
-    for (e, s) in ex.iter().zip(scores) {
-        let Some(truth) = &e.topics else { continue };
-        rows += 1;
-        for (l, lab) in labels.iter().enumerate() {
-            let on = lab.trained && s.topics[l] >= lab.threshold;
-            match (on, truth.contains(&l)) {
-                (true, true) => c[l].tp += 1.0,
-                (true, false) => c[l].fp += 1.0,
-                (false, true) => c[l].fn_ += 1.0,
-                _ => {}
-            }
-        }
-    }
-    (c, rows)
+    (c, n)
 }
 
 fn head_json(name: &str, labels: &[LabelMeta], c: &[Prf], rows: usize) -> serde_json::Value {
@@ -132,17 +109,18 @@ pub fn eval(
         }
     }
     eprintln!();
-    let (tc, trows) =
-        head_counts(&ex, &scores, engine.topic_labels(), |e| &e.topics, |s| &s.topics);
+    let pairs = || ex.iter().zip(&scores);
+    let (tc, trows) = head_counts(pairs(), engine.topic_labels(), |e| &e.topics, |s| &s.topics);
     let (sc, srows) =
-        head_counts(&ex, &scores, engine.sensitive_labels(), |e| &e.sensitive, |s| &s.sensitive);
+        head_counts(pairs(), engine.sensitive_labels(), |e| &e.sensitive, |s| &s.sensitive);
     // Topics on clean turns only (rows annotated clean for the sensitive head): the turns whose
     // topics may be used at all.
-    let clean: Vec<bool> =
-        ex.iter().map(|e| e.sensitive.as_ref().is_some_and(|s| s.is_empty())).collect();
-    let (ex_clean, scores_clean): (Vec<&Example>, Vec<&TurnScores>) =
-        ex.iter().zip(&scores).zip(&clean).filter(|(_, &c)| c).map(|(p, _)| p).unzip();
-    let (tcc, tcrows) = head_counts_refs(&ex_clean, &scores_clean, engine.topic_labels());
+    let (tcc, tcrows) = head_counts(
+        pairs().filter(|(e, _)| e.sensitive.as_ref().is_some_and(|s| s.is_empty())),
+        engine.topic_labels(),
+        |e| &e.topics,
+        |s| &s.topics,
+    );
     // The gate: a turn is suppressed when any trained sensitive label fires.
     let mut gate: BTreeMap<String, [u64; 4]> = BTreeMap::new(); // source -> [sensitive, caught, clean, wrongly suppressed]
     for (e, s) in ex.iter().zip(&scores) {
