@@ -118,8 +118,11 @@ fn bench_layers(c: &mut Criterion) {
 /// `kernel/<op>/<shape>`: the element-wise kernels on the encoder's shapes (368 token rows), at
 /// the build this process picked (see `kernels::wide`), throughput in elements.
 fn bench_elementwise(c: &mut Criterion) {
-    use turnscore::kernels::scalar::quant::{dequantize, quantize_rows_u8};
-    use turnscore::kernels::wide::{gelu, layer_norm, softmax_rows};
+    use turnscore::kernels::attention::{attention_head, scratch_len};
+    use turnscore::kernels::scalar::quant::{
+        dequantize, dequantize_gelu_quantize, quantize_rows_u8, Acc, QuantOut,
+    };
+    use turnscore::kernels::wide::{gelu, layer_norm};
     let (m, h, f) = (368usize, 384usize, 1536usize);
     let x: Vec<f32> = (0..m * f).map(|i| ((i * 37 % 101) as f32 - 50.0) * 0.05).collect();
     let mut g = c.benchmark_group("kernel");
@@ -145,13 +148,32 @@ fn bench_elementwise(c: &mut Criterion) {
             gelu(black_box(&mut y))
         })
     });
-    // Attention scores of 8 turns of 46 tokens × 12 heads.
-    let (l, rows) = (46usize, 8 * 12 * 46);
-    g.throughput(Throughput::Elements((rows * l) as u64));
-    g.bench_function(BenchmarkId::new("softmax_rows", format!("{rows}x{l}")), |b| {
+    // The FFN's fused epilogue (dequantize + GELU + quantize) on the same shape.
+    let mut row = vec![0f32; f];
+    let (mut qi, mut si, mut zi) = (vec![0u8; m * f], vec![0f32; m], vec![0i32; m]);
+    g.bench_function(BenchmarkId::new("dequantize_gelu_quantize", format!("{m}x{f}")), |b| {
         b.iter(|| {
-            y[..rows * l].copy_from_slice(&x[..rows * l]);
-            softmax_rows(black_box(&mut y[..rows * l]), l, 0.17)
+            let a = Acc { acc: &acc, ascale: &s, zp: &z, wscale: &ws, colsum: &cs, bias: &bias };
+            let out = QuantOut { q: &mut qi, scale: &mut si, zp: &mut zi };
+            dequantize_gelu_quantize(black_box(a), m, f, &mut row, out)
+        })
+    });
+    // Attention of 8 turns of 46 tokens × 12 heads of 32 (throughput in score elements).
+    let (l, nh, d) = (46usize, 12usize, 32usize);
+    g.throughput(Throughput::Elements((8 * nh * l * l) as u64));
+    let mut scratch = vec![0f32; scratch_len(l, d)];
+    let mut ctx = vec![0f32; m * h];
+    g.bench_function(BenchmarkId::new("attention_head", format!("8x{nh}x{l}x{d}")), |b| {
+        b.iter(|| {
+            for t in 0..8 {
+                for hd in 0..nh {
+                    let off = t * l * h + hd * d;
+                    let (q, k, v) = (&x[off..], &x[off + 7..], &x[off + 13..]);
+                    let out = &mut ctx[off..];
+                    attention_head(q, k, v, out, h, l, d, 0.17, &mut scratch);
+                }
+            }
+            black_box(&ctx);
         })
     });
     g.finish();

@@ -17,6 +17,7 @@
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
+pub mod attention;
 pub mod scalar;
 pub mod wide;
 #[cfg(target_arch = "x86_64")]

@@ -128,105 +128,61 @@ pub fn erf(x: f32) -> f32 {
     p / q
 }
 
+/// GELU of one value, erf form (Hugging Face `gelu`): `0.5 · x · (1 + erf(x / √2))`.
+#[inline(always)]
+pub fn gelu1(v: f32) -> f32 {
+    0.5 * v * (1.0 + erf(v * std::f32::consts::FRAC_1_SQRT_2))
+}
+
 multiversion! {
-    /// GELU, erf form (Hugging Face `gelu`): `0.5 · x · (1 + erf(x / √2))`, in place.
+    /// [`gelu1`] over a slice, in place.
     pub fn gelu(x: &mut [f32]) {
         for v in x.iter_mut() {
-            *v = 0.5 * *v * (1.0 + erf(*v * std::f32::consts::FRAC_1_SQRT_2));
+            *v = gelu1(*v);
         }
     }
 }
 
-/// Reduces 16 lanes pairwise (8, 4, 2, 1 apart): a fixed order, and independent operations
-/// instead of a chain of 15.
+/// LayerNorm of one row, in place: `(x − mean) / √(var + eps) · g + b`, the statistics
+/// accumulated in f64 over 8 fixed lanes.
 #[inline(always)]
-fn tree16(mut a: [f32; 16], f: impl Fn(f32, f32) -> f32) -> f32 {
-    for w in [8, 4, 2, 1] {
-        for t in 0..w {
-            a[t] = f(a[t], a[t + w]);
+pub fn layer_norm_row(row: &mut [f32], g: &[f32], b: &[f32], eps: f64) {
+    let width = row.len();
+    let mut s = [0f64; 8];
+    let mut c = row.chunks_exact(8);
+    for ch in &mut c {
+        for t in 0..8 {
+            s[t] += ch[t] as f64;
         }
     }
-    a[0]
-}
-
-multiversion! {
-    /// Softmax of each `width`-long row of `x` after multiplying by `scale`, in place.
-    pub fn softmax_rows(x: &mut [f32], width: usize, scale: f32) {
-        for row in x.chunks_exact_mut(width) {
-            let mut mx = [f32::NEG_INFINITY; 16];
-            let mut c = row.chunks_exact(16);
-            for ch in &mut c {
-                for t in 0..16 {
-                    mx[t] = if ch[t] > mx[t] { ch[t] } else { mx[t] };
-                }
-            }
-            for (t, &v) in c.remainder().iter().enumerate() {
-                mx[t] = if v > mx[t] { v } else { mx[t] };
-            }
-            let max = tree16(mx, |a, b| if b > a { b } else { a }) * scale;
-            let mut sum = [0f32; 16];
-            let mut c = row.chunks_exact_mut(16);
-            for ch in &mut c {
-                for t in 0..16 {
-                    ch[t] = exp(ch[t] * scale - max);
-                    sum[t] += ch[t];
-                }
-            }
-            // The tail through a full-width buffer, so it vectorizes too (per lane the same
-            // operations as a scalar loop: the same bits).
-            let rem = c.into_remainder();
-            if !rem.is_empty() {
-                let mut tmp = [0f32; 16];
-                tmp[..rem.len()].copy_from_slice(rem);
-                for v in tmp.iter_mut() {
-                    *v = exp(*v * scale - max);
-                }
-                for (t, v) in rem.iter_mut().enumerate() {
-                    *v = tmp[t];
-                    sum[t] += tmp[t];
-                }
-            }
-            let inv = 1.0 / tree16(sum, |a, b| a + b);
-            for v in row.iter_mut() {
-                *v *= inv;
-            }
+    for (t, &v) in c.remainder().iter().enumerate() {
+        s[t] += v as f64;
+    }
+    let mean = s.iter().sum::<f64>() / width as f64;
+    let mut q = [0f64; 8];
+    let mut c = row.chunks_exact(8);
+    for ch in &mut c {
+        for t in 0..8 {
+            let d = ch[t] as f64 - mean;
+            q[t] += d * d;
         }
+    }
+    for (t, &v) in c.remainder().iter().enumerate() {
+        let d = v as f64 - mean;
+        q[t] += d * d;
+    }
+    let var = q.iter().sum::<f64>() / width as f64;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, &gi), &bi) in row.iter_mut().zip(g).zip(b) {
+        *v = (((*v as f64 - mean) * inv) as f32) * gi + bi;
     }
 }
 
 multiversion! {
-    /// LayerNorm of each `width`-long row, in place: `(x − mean) / √(var + eps) · g + b`, the
-    /// statistics accumulated in f64 over 8 fixed lanes.
+    /// [`layer_norm_row`] over each `width`-long row, in place.
     pub fn layer_norm(x: &mut [f32], width: usize, g: &[f32], b: &[f32], eps: f64) {
         for row in x.chunks_exact_mut(width) {
-            let mut s = [0f64; 8];
-            let mut c = row.chunks_exact(8);
-            for ch in &mut c {
-                for t in 0..8 {
-                    s[t] += ch[t] as f64;
-                }
-            }
-            for (t, &v) in c.remainder().iter().enumerate() {
-                s[t] += v as f64;
-            }
-            let mean = s.iter().sum::<f64>() / width as f64;
-            let mut q = [0f64; 8];
-            let mut c = row.chunks_exact(8);
-            for ch in &mut c {
-                for t in 0..8 {
-                    let d = ch[t] as f64 - mean;
-                    q[t] += d * d;
-                }
-            }
-            for (t, &v) in c.remainder().iter().enumerate() {
-                let d = v as f64 - mean;
-                q[t] += d * d;
-            }
-            let var = q.iter().sum::<f64>() / width as f64;
-            let inv = 1.0 / (var + eps).sqrt();
-            for ((v, &gi), &bi) in row.iter_mut().zip(g).zip(b) {
-                *v = (((*v as f64 - mean) * inv) as f32) * gi + bi;
-            }
+            layer_norm_row(row, g, b, eps);
         }
     }
 }

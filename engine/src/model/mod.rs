@@ -6,7 +6,8 @@
 
 use crate::error::{Error, Result};
 use crate::format::{Architecture, HeadMeta, ModelFile, Pooling, TensorData};
-use crate::kernels::wide::{add_assign, gelu, layer_norm, softmax_rows};
+use crate::kernels::attention;
+use crate::kernels::wide::{add_assign, gelu, layer_norm};
 use crate::kernels::{scalar::quant, Kernels, PackedB};
 use crate::linalg::{sgemm, sigmoid, View};
 
@@ -336,6 +337,33 @@ pub struct Scratch {
     inter: Vec<f32>,
     scores: Vec<f32>,
     wbuf: LinBuf,
+    /// int8 encoders: the hidden state quantized (`qa`, valid when `qx`), a second `hidden`-wide
+    /// set for the attention output, the FFN's middle quantized, the i32 accumulators, one row.
+    qa: Quantized,
+    qb: Quantized,
+    qi: Quantized,
+    qx: bool,
+    acc: Vec<i32>,
+    row: Vec<f32>,
+}
+
+/// Quantized activations: bytes, per-row scales and zero points.
+#[derive(Default, Debug)]
+struct Quantized {
+    q: Vec<u8>,
+    scale: Vec<f32>,
+    zp: Vec<i32>,
+}
+
+impl Quantized {
+    fn resize(&mut self, m: usize, k: usize) {
+        self.q.resize(m * k, 0);
+        self.scale.resize(m, 0.0);
+        self.zp.resize(m, 0);
+    }
+    fn out(&mut self) -> quant::QuantOut<'_> {
+        quant::QuantOut { q: &mut self.q, scale: &mut self.scale, zp: &mut self.zp }
+    }
 }
 
 /// Runs the encoder over `seqs` (token ids with special tokens, each at most `max_seq_len`
@@ -392,6 +420,7 @@ pub(crate) fn encode(
         }
     }
     layer_norm(&mut s.x, h, w.emb_ln.g, w.emb_ln.b, eps);
+    s.qx = false;
 
     for buf in [&mut s.q, &mut s.k, &mut s.v, &mut s.ctx, &mut s.tmp] {
         buf.resize(m * h, 0.0);
@@ -464,6 +493,7 @@ pub fn bench_layer(
         buf.resize(m * h, 0.0);
     }
     scratch.inter.resize(m * a.intermediate_size as usize, 0.0);
+    scratch.qx = false;
     layer_forward(a, l, lens, scratch);
     std::mem::swap(&mut scratch.x, x);
     Ok(())
@@ -472,31 +502,18 @@ pub fn bench_layer(
 /// One encoder layer over the hidden states in `s.x` (`Σ lens × hidden`, sequences
 /// concatenated), in place; `s`'s other buffers must hold at least as many rows.
 fn layer_forward(a: &Architecture, layer: &Layer<'_>, lens: &[usize], s: &mut Scratch) {
+    if layer_forward_int8(a, layer, lens, s) {
+        return;
+    }
+    s.qx = false;
     let h = a.hidden_size as usize;
-    let nh = a.num_heads as usize;
-    let d = h / nh;
     let inter = a.intermediate_size as usize;
     let eps = a.layer_norm_eps;
     let m: usize = lens.iter().sum();
-    let scale = 1.0 / (d as f32).sqrt();
     layer.q.forward_shared(&s.x, m, &mut s.q, &mut s.wbuf, false);
     layer.k.forward_shared(&s.x, m, &mut s.k, &mut s.wbuf, true);
     layer.v.forward_shared(&s.x, m, &mut s.v, &mut s.wbuf, true);
-    // Attention, per sequence and head, over that sequence's own tokens only.
-    let mut start = 0;
-    for &l in lens {
-        s.scores.resize(l * l, 0.0);
-        for hd in 0..nh {
-            let off = start * h + hd * d;
-            let q = View { data: &s.q[off..], rs: h, cs: 1 };
-            let kt = View { data: &s.k[off..], rs: 1, cs: h };
-            sgemm(l, l, d, q, kt, &mut s.scores, l, false);
-            softmax_rows(&mut s.scores[..l * l], l, scale);
-            let v = View { data: &s.v[off..], rs: h, cs: 1 };
-            sgemm(l, d, l, View::rows(&s.scores, l), v, &mut s.ctx[off..], h, false);
-        }
-        start += l;
-    }
+    attention_all(a, lens, s);
     layer.attn_out.forward(&s.ctx, m, &mut s.tmp, &mut s.wbuf);
     add_assign(&mut s.tmp[..m * h], &s.x[..m * h]);
     layer_norm(&mut s.tmp, h, layer.ln1.g, layer.ln1.b, eps);
@@ -507,6 +524,114 @@ fn layer_forward(a: &Architecture, layer: &Layer<'_>, lens: &[usize], s: &mut Sc
     add_assign(&mut s.tmp[..m * h], &s.x[..m * h]);
     layer_norm(&mut s.tmp, h, layer.ln2.g, layer.ln2.b, eps);
     std::mem::swap(&mut s.x, &mut s.tmp);
+}
+
+/// Self-attention of every sequence and head: `s.q`, `s.k`, `s.v` into `s.ctx`.
+fn attention_all(a: &Architecture, lens: &[usize], s: &mut Scratch) {
+    let h = a.hidden_size as usize;
+    let nh = a.num_heads as usize;
+    let d = h / nh;
+    let scale = 1.0 / (d as f32).sqrt();
+    let mut start = 0;
+    for &l in lens {
+        s.scores.resize(attention::scratch_len(l, d), 0.0);
+        for hd in 0..nh {
+            let off = start * h + hd * d;
+            attention::attention_head(
+                &s.q[off..],
+                &s.k[off..],
+                &s.v[off..],
+                &mut s.ctx[off..],
+                h,
+                l,
+                d,
+                scale,
+                &mut s.scores,
+            );
+        }
+        start += l;
+    }
+}
+
+/// The int8 layer (every linear layer packed int8), with the work between the GEMMs fused:
+/// the hidden state arrives quantized from the previous layer's last LayerNorm (`s.qa`, when
+/// `s.qx`), the attention output's LayerNorm quantizes the FFN's input, and the FFN's middle
+/// goes from accumulators through GELU to bytes in one pass. Returns false, having done
+/// nothing, when a linear layer is not packed int8.
+fn layer_forward_int8(
+    a: &Architecture,
+    layer: &Layer<'_>,
+    lens: &[usize],
+    s: &mut Scratch,
+) -> bool {
+    type Packed<'b, 'w> = (&'b PackedB<'w>, &'b [f32], &'b [i32], &'b [f32]);
+    fn packed<'b, 'w>(l: &'b Linear<'w>) -> Option<Packed<'b, 'w>> {
+        match &l.w.store {
+            Store::Packed { b, scale, colsum } => Some((b, scale, colsum, l.b)),
+            _ => None,
+        }
+    }
+    let (Some(pq), Some(pk), Some(pv), Some(po), Some(pi), Some(pf)) = (
+        packed(&layer.q),
+        packed(&layer.k),
+        packed(&layer.v),
+        packed(&layer.attn_out),
+        packed(&layer.ffn_in),
+        packed(&layer.ffn_out),
+    ) else {
+        return false;
+    };
+    let h = a.hidden_size as usize;
+    let inter = a.intermediate_size as usize;
+    let eps = a.layer_norm_eps;
+    let m: usize = lens.iter().sum();
+    let kern = Kernels::detect();
+    fn acc_of<'b>(acc: &'b [i32], q: &'b Quantized, p: Packed<'b, '_>) -> quant::Acc<'b> {
+        quant::Acc { acc, ascale: &q.scale, zp: &q.zp, wscale: p.1, colsum: p.2, bias: p.3 }
+    }
+    s.acc.resize(m * h.max(inter), 0);
+    s.row.resize(h.max(inter), 0.0);
+    s.qa.resize(m, h);
+    s.qb.resize(m, h);
+    s.qi.resize(m, inter);
+    if !s.qx {
+        quant::quantize_rows_u8(&s.x, m, h, &mut s.qa.q, &mut s.qa.scale, &mut s.qa.zp);
+    }
+    // Q, K, V from one quantization of the hidden state.
+    for (p, out) in [(pq, &mut s.q), (pk, &mut s.k), (pv, &mut s.v)] {
+        kern.gemm_u8i8_i32(&s.qa.q, m, h, p.0, &mut s.acc);
+        quant::dequantize(&s.acc, m, h, &s.qa.scale, &s.qa.zp, p.1, p.2, p.3, out);
+    }
+    attention_all(a, lens, s);
+    quant::quantize_rows_u8(&s.ctx, m, h, &mut s.qb.q, &mut s.qb.scale, &mut s.qb.zp);
+    kern.gemm_u8i8_i32(&s.qb.q, m, h, po.0, &mut s.acc);
+    quant::dequantize_residual_norm_quantize(
+        acc_of(&s.acc, &s.qb, po),
+        m,
+        h,
+        &mut s.x,
+        layer.ln1.g,
+        layer.ln1.b,
+        eps,
+        &mut s.row,
+        s.qa.out(),
+    );
+    kern.gemm_u8i8_i32(&s.qa.q, m, h, pi.0, &mut s.acc);
+    quant::dequantize_gelu_quantize(acc_of(&s.acc, &s.qa, pi), m, inter, &mut s.row, s.qi.out());
+    kern.gemm_u8i8_i32(&s.qi.q, m, inter, pf.0, &mut s.acc);
+    quant::dequantize_residual_norm_quantize(
+        acc_of(&s.acc, &s.qi, pf),
+        m,
+        h,
+        &mut s.x,
+        layer.ln2.g,
+        layer.ln2.b,
+        eps,
+        &mut s.row,
+        s.qa.out(),
+    );
+    s.qx = true;
+    true
 }
 
 /// Applies a head to pooled vectors: sigmoid scores, `n × labels`, row-major.

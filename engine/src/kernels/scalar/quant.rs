@@ -10,7 +10,7 @@
 //! depend on what else is in its batch (determinism), and one outlier token cannot coarsen the
 //! grid of every other token (accuracy; see `docs/KERNELS.md` for the measurement).
 
-use crate::kernels::wide::{multiversion, round_even, MAGIC};
+use crate::kernels::wide::{gelu1, layer_norm_row, multiversion, round_even, MAGIC};
 
 multiversion! {
 /// Quantizes `m` rows of `k` floats from `x` into `q` (`m × k` bytes), with each row's scale and
@@ -28,22 +28,114 @@ pub fn quantize_rows_u8(
 ) {
     assert!(x.len() >= m * k && q.len() >= m * k && scale.len() >= m && zp.len() >= m);
     for i in 0..m {
-        let row = &x[i * k..(i + 1) * k];
-        let (lo, hi) = min_max(row);
-        let (lo, hi) = (lo.min(0.0), hi.max(0.0));
-        let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
-        let z = round_even(-lo / s).clamp(0.0, 255.0);
-        let inv = 1.0 / s;
-        for (d, &v) in q[i * k..(i + 1) * k].iter_mut().zip(row) {
-            // The value is an integer in 0..=255 (NaN: 0); its low byte is read from the
-            // mantissa of (value + 1.5·2²³), because float-to-int casts do not vectorize.
-            let c = (round_even(v * inv) + z).clamp(0.0, 255.0);
-            *d = (c + MAGIC).to_bits() as u8;
-        }
-        scale[i] = s;
-        zp[i] = z as i32;
+        (scale[i], zp[i]) = quantize_row(&x[i * k..(i + 1) * k], &mut q[i * k..(i + 1) * k]);
     }
 }
+}
+
+/// Quantizes one row into `q` (as long as `row`); returns its scale and zero point. Runs the
+/// AVX-512 form when the process's tier allows it (the same bytes, scale and zero point:
+/// tested), else [`quantize_row_generic`].
+#[inline(always)]
+pub fn quantize_row(row: &[f32], q: &mut [u8]) -> (f32, i32) {
+    #[cfg(target_arch = "x86_64")]
+    if crate::kernels::wide::level() == 2 {
+        assert!(q.len() >= row.len());
+        // SAFETY: level 2 means the CPU reports avx512f, avx512bw and avx512vl, which is what
+        // `avx512::quantize_row` enables; `q` is at least as long as `row` (checked).
+        return unsafe { avx512::quantize_row(row, q) };
+    }
+    quantize_row_generic(row, q)
+}
+
+/// The row's scale and zero point from its minimum and maximum (0 is always in the range).
+#[inline(always)]
+fn scale_zp(lo: f32, hi: f32) -> (f32, f32) {
+    let (lo, hi) = (lo.min(0.0), hi.max(0.0));
+    let s = if hi > lo { (hi - lo) / 255.0 } else { 1.0 };
+    (s, round_even(-lo / s).clamp(0.0, 255.0))
+}
+
+/// The specification of [`quantize_row`], in plain Rust.
+#[inline(always)]
+pub fn quantize_row_generic(row: &[f32], q: &mut [u8]) -> (f32, i32) {
+    let (lo, hi) = min_max(row);
+    let (s, z) = scale_zp(lo, hi);
+    let inv = 1.0 / s;
+    for (d, &v) in q.iter_mut().zip(row) {
+        // The value is an integer in 0..=255 (NaN: 0); its low byte is read from the mantissa
+        // of (value + 1.5·2²³), because float-to-int casts do not vectorize.
+        let c = (round_even(v * inv) + z).clamp(0.0, 255.0);
+        *d = (c + MAGIC).to_bits() as u8;
+    }
+    (s, z as i32)
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use std::arch::x86_64::*;
+
+    /// [`super::quantize_row_generic`] with AVX-512, 16 lanes at a time, the tail masked.
+    /// Minimum and maximum are exact in any order (NaN is skipped, as in the specification:
+    /// `vminps` returns its second operand when the first is NaN). The conversion gives the same
+    /// bytes: `vrndscaleps` rounds half to even as the specification's `round_even` does below
+    /// 2²², and above that both exceed 255 after adding the zero point; the clamp sends NaN to 0
+    /// (`vmaxps` with 0 second), as the specification's does.
+    ///
+    /// # Safety
+    /// avx512f, avx512bw and avx512vl; `q.len() ≥ row.len()`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+    pub(super) unsafe fn quantize_row(row: &[f32], q: &mut [u8]) -> (f32, i32) {
+        let n = row.len();
+        let (rp, qp) = (row.as_ptr(), q.as_mut_ptr());
+        let tail = (n % 16) as u32;
+        let tmask: __mmask16 = ((1u32 << tail) - 1) as __mmask16;
+        let body = n - n % 16;
+        let mut lo = _mm512_set1_ps(f32::INFINITY);
+        let mut hi = _mm512_set1_ps(f32::NEG_INFINITY);
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 16 ≤ body ≤ n = row.len().
+            let v = unsafe { _mm512_loadu_ps(rp.add(i)) };
+            lo = _mm512_min_ps(v, lo);
+            hi = _mm512_max_ps(v, hi);
+            i += 16;
+        }
+        if tail != 0 {
+            // SAFETY: only the lanes body..n (< row.len()) are read.
+            let v = unsafe { _mm512_maskz_loadu_ps(tmask, rp.add(body)) };
+            lo = _mm512_mask_min_ps(lo, tmask, v, lo);
+            hi = _mm512_mask_max_ps(hi, tmask, v, hi);
+        }
+        let (lo, hi) = (_mm512_reduce_min_ps(lo), _mm512_reduce_max_ps(hi));
+        let (lo, hi) = if lo > hi { (0.0, 0.0) } else { (lo, hi) };
+        let (s, z) = super::scale_zp(lo, hi);
+        let inv = _mm512_set1_ps(1.0 / s);
+        let (zv, zero, top) = (_mm512_set1_ps(z), _mm512_setzero_ps(), _mm512_set1_ps(255.0));
+        let convert = |v: __m512| -> __m128i {
+            let r = _mm512_roundscale_ps::<{ _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC }>(
+                _mm512_mul_ps(v, inv),
+            );
+            let c = _mm512_min_ps(_mm512_max_ps(_mm512_add_ps(r, zv), zero), top);
+            _mm512_cvtepi32_epi8(_mm512_cvtps_epi32(c))
+        };
+        let mut i = 0;
+        while i < body {
+            // SAFETY: i + 16 ≤ n ≤ row.len() and ≤ q.len().
+            unsafe {
+                _mm_storeu_si128(qp.add(i) as *mut __m128i, convert(_mm512_loadu_ps(rp.add(i))))
+            };
+            i += 16;
+        }
+        if tail != 0 {
+            // SAFETY: only the lanes body..n are read and written.
+            unsafe {
+                let v = _mm512_maskz_loadu_ps(tmask, rp.add(body));
+                _mm_mask_storeu_epi8(qp.add(body) as *mut i8, tmask, convert(v));
+            }
+        }
+        (s, z as i32)
+    }
 }
 
 /// Row minimum and maximum with 16 independent lanes (vectorizes; the result does not depend
@@ -57,10 +149,9 @@ fn min_max(row: &[f32]) -> (f32, f32) {
     // Compare-and-select (NaN never selected), which maps onto vector min/max; `f32::min`
     // with its NaN rules does not vectorize.
     for c in &mut chunks {
-        for t in 0..16 {
-            lo[t] = if c[t] < lo[t] { c[t] } else { lo[t] };
-            hi[t] = if c[t] > hi[t] { c[t] } else { hi[t] };
-        }
+        let c: &[f32; 16] = c.try_into().unwrap();
+        lo = std::array::from_fn(|t| if c[t] < lo[t] { c[t] } else { lo[t] });
+        hi = std::array::from_fn(|t| if c[t] > hi[t] { c[t] } else { hi[t] });
     }
     for (t, &v) in chunks.remainder().iter().enumerate() {
         lo[t] = lo[t].min(v);
@@ -93,12 +184,106 @@ pub fn dequantize(
     assert!(acc.len() >= m * n && y.len() >= m * n && ascale.len() >= m && zp.len() >= m);
     assert!(wscale.len() == n && colsum.len() == n && bias.len() == n);
     for i in 0..m {
-        let (sa, z) = (ascale[i], zp[i]);
-        let out = &mut y[i * n..(i + 1) * n];
-        let a = &acc[i * n..(i + 1) * n];
-        for j in 0..n {
-            out[j] = (a[j] - z * colsum[j]) as f32 * (sa * wscale[j]) + bias[j];
+        dequantize_row(&acc[i * n..(i + 1) * n], ascale[i], zp[i], wscale, colsum, bias, &mut y[i * n..(i + 1) * n]);
+    }
+}
+}
+
+/// One row of [`dequantize`].
+#[inline(always)]
+fn dequantize_row(
+    a: &[i32],
+    sa: f32,
+    z: i32,
+    wscale: &[f32],
+    colsum: &[i32],
+    bias: &[f32],
+    out: &mut [f32],
+) {
+    let n = out.len();
+    let (a, wscale, colsum, bias) = (&a[..n], &wscale[..n], &colsum[..n], &bias[..n]);
+    for j in 0..n {
+        out[j] = (a[j] - z * colsum[j]) as f32 * (sa * wscale[j]) + bias[j];
+    }
+}
+
+/// The activations of a linear layer's output, quantized for the next int8 GEMM, with their
+/// per-row scales and zero points (`m × n` bytes).
+pub struct QuantOut<'a> {
+    /// `m × n` bytes.
+    pub q: &'a mut [u8],
+    /// `m` scales.
+    pub scale: &'a mut [f32],
+    /// `m` zero points.
+    pub zp: &'a mut [i32],
+}
+
+/// The int8 GEMM's accumulators and what [`dequantize`] needs to turn them into floats.
+#[derive(Clone, Copy)]
+pub struct Acc<'a> {
+    /// `m × n` i32.
+    pub acc: &'a [i32],
+    /// Per input row: activation scale and zero point.
+    pub ascale: &'a [f32],
+    /// As above.
+    pub zp: &'a [i32],
+    /// Per output channel: weight scale, column sum, bias.
+    pub wscale: &'a [f32],
+    /// As above.
+    pub colsum: &'a [i32],
+    /// As above.
+    pub bias: &'a [f32],
+}
+
+multiversion! {
+/// The FFN's middle, fused per row: [`dequantize`], then GELU ([`gelu1`]), then
+/// [`quantize_rows_u8`] into `out`, for `m` rows of `n`; `tmp` holds one row (`n` floats).
+/// The same operations as the three passes, so the same bits (tested), with one pass over
+/// memory instead of four.
+pub fn dequantize_gelu_quantize(a: Acc<'_>, m: usize, n: usize, tmp: &mut [f32], out: QuantOut<'_>) {
+    assert!(a.acc.len() >= m * n && out.q.len() >= m * n && out.scale.len() >= m && out.zp.len() >= m);
+    assert!(a.ascale.len() >= m && a.zp.len() >= m && tmp.len() >= n);
+    let tmp = &mut tmp[..n];
+    for i in 0..m {
+        dequantize_row(&a.acc[i * n..(i + 1) * n], a.ascale[i], a.zp[i], a.wscale, a.colsum, a.bias, tmp);
+        for v in tmp.iter_mut() {
+            *v = gelu1(*v);
         }
+        (out.scale[i], out.zp[i]) = quantize_row(tmp, &mut out.q[i * n..(i + 1) * n]);
+    }
+}
+}
+
+multiversion! {
+/// A sublayer's end, fused per row: [`dequantize`], plus the residual `x`, then LayerNorm
+/// ([`layer_norm_row`]) written back into `x`, then [`quantize_rows_u8`] of that into `out`, for
+/// `m` rows of `n`; `tmp` holds one row. The same operations as the separate passes, so the same
+/// bits (tested).
+#[allow(clippy::too_many_arguments)]
+pub fn dequantize_residual_norm_quantize(
+    a: Acc<'_>,
+    m: usize,
+    n: usize,
+    x: &mut [f32],
+    g: &[f32],
+    b: &[f32],
+    eps: f64,
+    tmp: &mut [f32],
+    out: QuantOut<'_>,
+) {
+    assert!(a.acc.len() >= m * n && x.len() >= m * n && out.q.len() >= m * n);
+    assert!(out.scale.len() >= m && out.zp.len() >= m && a.ascale.len() >= m && a.zp.len() >= m);
+    assert!(tmp.len() >= n && g.len() == n && b.len() == n);
+    let tmp = &mut tmp[..n];
+    for i in 0..m {
+        dequantize_row(&a.acc[i * n..(i + 1) * n], a.ascale[i], a.zp[i], a.wscale, a.colsum, a.bias, tmp);
+        let xr = &mut x[i * n..(i + 1) * n];
+        for (t, r) in tmp.iter_mut().zip(xr.iter()) {
+            *t += r;
+        }
+        layer_norm_row(tmp, g, b, eps);
+        xr.copy_from_slice(tmp);
+        (out.scale[i], out.zp[i]) = quantize_row(tmp, &mut out.q[i * n..(i + 1) * n]);
     }
 }
 }
@@ -130,6 +315,123 @@ mod tests {
         assert_eq!((s[0], z[0]), (1.0, 0));
         assert!(q[..8].iter().all(|&v| v == 0));
         assert!(q[8..].iter().all(|&v| (v as i32 - z[1]) as f32 * s[1] == 2.5));
+    }
+
+    /// The dispatched row quantizer (AVX-512 where the CPU has it) against the plain one: every
+    /// length 0..=70 and a few long ones, ordinary, tiny, huge, constant and non-finite rows.
+    #[test]
+    fn row_quantizer_equals_the_specification() {
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            ((seed >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        };
+        let lens = (0..=70).chain([383, 384, 385, 1536]);
+        for n in lens {
+            for kind in 0..7 {
+                let row: Vec<f32> = (0..n)
+                    .map(|i| match kind {
+                        0 => next() * 4.0,
+                        1 => next() * 1e-30,
+                        2 => next() * 3e38,
+                        3 => 2.5,
+                        4 => next().abs() + 0.5,
+                        5 => [f32::NAN, f32::INFINITY, -1.0, 0.0, -0.0, 7.0][i % 6],
+                        _ => (next() * 8.0).round() * 0.5 + 4_194_304.0 * (i % 3) as f32,
+                    })
+                    .collect();
+                let (mut a, mut b) = (vec![1u8; n], vec![2u8; n]);
+                let (sa, za) = quantize_row(&row, &mut a);
+                let (sb, zb) = quantize_row_generic(&row, &mut b);
+                assert_eq!(a, b, "len {n} kind {kind}");
+                assert_eq!((sa.to_bits(), za), (sb.to_bits(), zb), "len {n} kind {kind}");
+            }
+        }
+    }
+
+    /// Inputs for the fused epilogues: accumulators, activation and weight parameters, odd `n`.
+    fn epilogue_case(
+        m: usize,
+        n: usize,
+        seed: u64,
+    ) -> (Vec<i32>, Vec<f32>, Vec<i32>, Vec<f32>, Vec<i32>, Vec<f32>) {
+        let mut r = seed;
+        let mut next = move || {
+            r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (r >> 33) as i64
+        };
+        let acc = (0..m * n).map(|_| (next() % 200_001 - 100_000) as i32).collect();
+        let ascale = (0..m).map(|_| (next() % 1000 + 1) as f32 * 1e-4).collect();
+        let zp = (0..m).map(|_| (next() % 256) as i32).collect();
+        let wscale = (0..n).map(|_| (next() % 1000 + 1) as f32 * 1e-5).collect();
+        let colsum = (0..n).map(|_| (next() % 20_001 - 10_000) as i32).collect();
+        let bias = (0..n).map(|_| (next() % 2001 - 1000) as f32 * 1e-3).collect();
+        (acc, ascale, zp, wscale, colsum, bias)
+    }
+
+    #[test]
+    fn fused_gelu_epilogue_equals_the_three_passes() {
+        for &(m, n) in &[(1, 1), (3, 17), (5, 1536), (2, 33), (7, 384)] {
+            let (acc, ascale, zp, wscale, colsum, bias) = epilogue_case(m, n, (m * 31 + n) as u64);
+            let mut y = vec![0f32; m * n];
+            dequantize(&acc, m, n, &ascale, &zp, &wscale, &colsum, &bias, &mut y);
+            crate::kernels::wide::gelu(&mut y);
+            let (mut q1, mut s1, mut z1) = (vec![0u8; m * n], vec![0f32; m], vec![0i32; m]);
+            quantize_rows_u8(&y, m, n, &mut q1, &mut s1, &mut z1);
+            let (mut q2, mut s2, mut z2) = (vec![0u8; m * n], vec![0f32; m], vec![0i32; m]);
+            let a = Acc {
+                acc: &acc,
+                ascale: &ascale,
+                zp: &zp,
+                wscale: &wscale,
+                colsum: &colsum,
+                bias: &bias,
+            };
+            let mut tmp = vec![0f32; n];
+            dequantize_gelu_quantize(
+                a,
+                m,
+                n,
+                &mut tmp,
+                QuantOut { q: &mut q2, scale: &mut s2, zp: &mut z2 },
+            );
+            assert_eq!(q1, q2, "{m}x{n}");
+            assert_eq!(z1, z2);
+            assert!(s1.iter().zip(&s2).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
+    }
+
+    #[test]
+    fn fused_norm_epilogue_equals_the_separate_passes() {
+        for &(m, n) in &[(1, 1), (3, 17), (5, 384), (2, 33)] {
+            let (acc, ascale, zp, wscale, colsum, bias) = epilogue_case(m, n, (m * 7 + n) as u64);
+            let x: Vec<f32> = (0..m * n).map(|i| ((i * 7919) % 97) as f32 / 9.0 - 5.0).collect();
+            let g: Vec<f32> = (0..n).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
+            let b: Vec<f32> = (0..n).map(|i| (i % 3) as f32 * 0.1 - 0.1).collect();
+            let mut y = vec![0f32; m * n];
+            dequantize(&acc, m, n, &ascale, &zp, &wscale, &colsum, &bias, &mut y);
+            crate::kernels::wide::add_assign(&mut y, &x);
+            crate::kernels::wide::layer_norm(&mut y, n, &g, &b, 1e-12);
+            let (mut q1, mut s1, mut z1) = (vec![0u8; m * n], vec![0f32; m], vec![0i32; m]);
+            quantize_rows_u8(&y, m, n, &mut q1, &mut s1, &mut z1);
+            let mut x2 = x.clone();
+            let (mut q2, mut s2, mut z2) = (vec![0u8; m * n], vec![0f32; m], vec![0i32; m]);
+            let a = Acc {
+                acc: &acc,
+                ascale: &ascale,
+                zp: &zp,
+                wscale: &wscale,
+                colsum: &colsum,
+                bias: &bias,
+            };
+            let mut tmp = vec![0f32; n];
+            let out = QuantOut { q: &mut q2, scale: &mut s2, zp: &mut z2 };
+            dequantize_residual_norm_quantize(a, m, n, &mut x2, &g, &b, 1e-12, &mut tmp, out);
+            assert!(y.iter().zip(&x2).all(|(a, b)| a.to_bits() == b.to_bits()), "{m}x{n}");
+            assert_eq!(q1, q2);
+            assert_eq!(z1, z2);
+            assert!(s1.iter().zip(&s2).all(|(a, b)| a.to_bits() == b.to_bits()));
+        }
     }
 
     #[test]
