@@ -34,7 +34,7 @@ impl Default for EngineOptions {
     fn default() -> Self {
         EngineOptions {
             threads: 0,
-            batch_tokens: 2048,
+            batch_tokens: 512,
             stride: None,
             window: None,
             policy: Policy::default(),

@@ -31,7 +31,7 @@ impl NativeEngine {
     /// `model`: a model file path, or None for the bundled default. `policy`: a policy JSON
     /// document (the file's content), or None for the built-in strict policy.
     #[new]
-    #[pyo3(signature = (model=None, threads=1, policy=None, batch_tokens=2048))]
+    #[pyo3(signature = (model=None, threads=1, policy=None, batch_tokens=512))]
     fn new(
         model: Option<String>,
         threads: usize,

@@ -48,7 +48,7 @@ class Engine:
     batch_tokens: token budget of one encoder batch.
     """
 
-    def __init__(self, model=None, threads=1, policy=None, batch_tokens=2048):
+    def __init__(self, model=None, threads=1, policy=None, batch_tokens=512):
         if isinstance(policy, dict):
             policy = json.dumps(policy)
         elif policy is not None:
