@@ -145,7 +145,14 @@ def main():
     best = max(sweep, key=sweep.get)
     rate = ort_rate(onnx, tok, texts, a.threads, best, a.repeat)
     if a.ort_only:
+        from tokenizers import Tokenizer
+
+        t = Tokenizer.from_file(str(tok))
+        t.enable_truncation(128)
+        t.no_padding()
+        tokens = sum(len(e.ids) for e in t.encode_batch(texts))
         print(json.dumps({"turns_per_s": rate, "batch": best, "threads": a.threads,
+                          "tokens_per_turn": tokens / len(texts),
                           "sweep": {str(k): round(v, 1) for k, v in sweep.items()},
                           "onnxruntime": __import__("onnxruntime").__version__}))
         return
