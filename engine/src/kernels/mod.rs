@@ -1,19 +1,16 @@
 //! Compute kernels: the only place with SIMD intrinsics.
 //!
-//! Every kernel has a scalar specification (`scalar/`); a SIMD tier lives in
-//! `<arch>/<isa>/<op>.rs`, is reached only through a zero-sized ISA token that proves the CPU
-//! supports it, and must equal the specification bit for bit (integer kernels). The tier is chosen
-//! once per process ([`Kernels::detect`]); `TURNSCORE_ISA=scalar` (or another tier name) lowers
-//! it, for tests and triage; asking for a tier the CPU lacks is an error, never undefined
-//! behaviour.
+//! Every kernel has a scalar specification; the integer GEMM's SIMD tiers live in
+//! `<arch>/<isa>/gemm_i8.rs`, are reached only through a zero-sized ISA token that proves the
+//! CPU supports it, and equal the specification bit for bit. The float work is plain Rust compiled
+//! for the baseline, AVX2 and AVX-512 (`wide`), so every build gives the same bits; the two float
+//! kernels where the compiler's code was not enough, the fused attention (`attention`) and the
+//! row quantizer (`scalar::quant`), have an AVX-512 form beside their portable one, chosen by the
+//! same process-wide level and tested bit for bit against it. The tier is chosen once per process
+//! ([`Kernels::detect`]); `TURNSCORE_ISA=scalar` (or another tier name) lowers it, for tests and
+//! triage; asking for a tier the CPU lacks is an error, never undefined behaviour.
 //!
-//! | op | tier | tile | instruction | B layout | exactness |
-//! |---|---|---|---|---|---|
-//! | `gemm_u8i8_i32` | scalar | 1×1 | — | packed k4n16 | the specification |
-//! | `gemm_u8i8_i32` | x86_64/avx512vnni | 8×32 | `vpdpbusd` | packed k4n16 | bit-exact |
-//!
-//! Not yet: the AVX2 and NEON tiers, activation quantization, and the fused element-wise kernels;
-//! the encoder still runs in f32 (see `linalg`).
+//! One row per kernel, with tiles, instructions, tolerances and measurements: `docs/KERNELS.md`.
 
 #[cfg(target_arch = "aarch64")]
 pub mod aarch64;
