@@ -50,9 +50,7 @@ pub fn attention_head(
     if l == 0 {
         return;
     }
-    let need = (l - 1) * stride + d;
-    assert!(q.len() >= need && k.len() >= need && v.len() >= need && out.len() >= need);
-    assert!(scratch.len() >= scratch_len(l, d), "attention_head: scratch too short");
+    check_lengths(q, k, v, out, stride, l, d, scratch);
     #[cfg(target_arch = "x86_64")]
     if crate::kernels::wide::level() == 2 {
         // SAFETY: level 2 means the CPU reports avx512f and fma (and more), which is all
@@ -64,10 +62,30 @@ pub fn attention_head(
     attention_head_generic(q, k, v, out, stride, l, d, scale, scratch)
 }
 
+/// The lengths [`attention_head`] needs (`l ≥ 1`): `(l − 1) · stride + d` for the rows,
+/// [`scratch_len`] for the scratch. Panics otherwise.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn check_lengths(
+    q: &[f32],
+    k: &[f32],
+    v: &[f32],
+    out: &[f32],
+    stride: usize,
+    l: usize,
+    d: usize,
+    scratch: &[f32],
+) {
+    let need = (l - 1) * stride + d;
+    assert!(
+        q.len() >= need && k.len() >= need && v.len() >= need && out.len() >= need,
+        "attention_head: a slice is shorter than {l} rows of stride {stride}"
+    );
+    assert!(scratch.len() >= scratch_len(l, d), "attention_head: scratch too short");
+}
+
 multiversion! {
-/// The portable form of [`attention_head`]: attention of one head over one sequence of `l` tokens: row `i` of `q`, `k`, `v` and `out` is
-/// at `i · stride`, `d` values long (the head's slice of the hidden state).
-/// `out[i] = Σⱼ softmax(scale · q[i]·k[j])ⱼ · v[j]`.
+/// The portable form of [`attention_head`], with the same operations in the same order.
 ///
 /// Each score is `q[i][0]·k[j][0]`, then `+ q[i][t]·k[j][t]` for `t = 1 … d−1`, each step one
 /// fused multiply-add; the softmax is [`softmax_row`]'s; each output value is the fused
@@ -89,9 +107,7 @@ pub fn attention_head_generic(
     if l == 0 {
         return;
     }
-    let need = (l - 1) * stride + d;
-    assert!(q.len() >= need && k.len() >= need && v.len() >= need && out.len() >= need);
-    assert!(scratch.len() >= scratch_len(l, d), "attention_head: scratch too short");
+    check_lengths(q, k, v, out, stride, l, d, scratch);
     let lp = l.div_ceil(16) * 16;
     let (kt, p) = scratch.split_at_mut(d * lp);
     let p = &mut p[..l * lp];

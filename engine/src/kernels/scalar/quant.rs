@@ -349,88 +349,111 @@ mod tests {
         }
     }
 
-    /// Inputs for the fused epilogues: accumulators, activation and weight parameters, odd `n`.
-    fn epilogue_case(
-        m: usize,
-        n: usize,
-        seed: u64,
-    ) -> (Vec<i32>, Vec<f32>, Vec<i32>, Vec<f32>, Vec<i32>, Vec<f32>) {
-        let mut r = seed;
-        let mut next = move || {
-            r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (r >> 33) as i64
-        };
-        let acc = (0..m * n).map(|_| (next() % 200_001 - 100_000) as i32).collect();
-        let ascale = (0..m).map(|_| (next() % 1000 + 1) as f32 * 1e-4).collect();
-        let zp = (0..m).map(|_| (next() % 256) as i32).collect();
-        let wscale = (0..n).map(|_| (next() % 1000 + 1) as f32 * 1e-5).collect();
-        let colsum = (0..n).map(|_| (next() % 20_001 - 10_000) as i32).collect();
-        let bias = (0..n).map(|_| (next() % 2001 - 1000) as f32 * 1e-3).collect();
-        (acc, ascale, zp, wscale, colsum, bias)
+    /// Inputs for the fused epilogues: accumulators, activation and weight parameters.
+    struct Case {
+        acc: Vec<i32>,
+        ascale: Vec<f32>,
+        zp: Vec<i32>,
+        wscale: Vec<f32>,
+        colsum: Vec<i32>,
+        bias: Vec<f32>,
+    }
+
+    impl Case {
+        fn new(m: usize, n: usize, seed: u64) -> Case {
+            let mut r = seed;
+            let mut next = move || {
+                r = r.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (r >> 33) as i64
+            };
+            Case {
+                acc: (0..m * n).map(|_| (next() % 200_001 - 100_000) as i32).collect(),
+                ascale: (0..m).map(|_| (next() % 1000 + 1) as f32 * 1e-4).collect(),
+                zp: (0..m).map(|_| (next() % 256) as i32).collect(),
+                wscale: (0..n).map(|_| (next() % 1000 + 1) as f32 * 1e-5).collect(),
+                colsum: (0..n).map(|_| (next() % 20_001 - 10_000) as i32).collect(),
+                bias: (0..n).map(|_| (next() % 2001 - 1000) as f32 * 1e-3).collect(),
+            }
+        }
+        fn acc(&self) -> Acc<'_> {
+            Acc {
+                acc: &self.acc,
+                ascale: &self.ascale,
+                zp: &self.zp,
+                wscale: &self.wscale,
+                colsum: &self.colsum,
+                bias: &self.bias,
+            }
+        }
+        /// The unfused first step.
+        fn dequantize(&self, m: usize, n: usize) -> Vec<f32> {
+            let mut y = vec![0f32; m * n];
+            let (a, b) = (&self.ascale, &self.zp);
+            dequantize(&self.acc, m, n, a, b, &self.wscale, &self.colsum, &self.bias, &mut y);
+            y
+        }
+    }
+
+    /// Bytes, scales and zero points of `m` rows.
+    struct Q(Vec<u8>, Vec<f32>, Vec<i32>);
+    impl Q {
+        fn zeros(m: usize, n: usize) -> Q {
+            Q(vec![0u8; m * n], vec![0f32; m], vec![0i32; m])
+        }
+        fn of(y: &[f32], m: usize, n: usize) -> Q {
+            let mut q = Q::zeros(m, n);
+            quantize_rows_u8(y, m, n, &mut q.0, &mut q.1, &mut q.2);
+            q
+        }
+        fn out(&mut self) -> QuantOut<'_> {
+            QuantOut { q: &mut self.0, scale: &mut self.1, zp: &mut self.2 }
+        }
+        fn assert_eq(&self, other: &Q, what: &str) {
+            assert_eq!(self.0, other.0, "{what}");
+            assert_eq!(self.2, other.2, "{what}");
+            assert!(self.1.iter().zip(&other.1).all(|(a, b)| a.to_bits() == b.to_bits()), "{what}");
+        }
     }
 
     #[test]
     fn fused_gelu_epilogue_equals_the_three_passes() {
         for &(m, n) in &[(1, 1), (3, 17), (5, 1536), (2, 33), (7, 384)] {
-            let (acc, ascale, zp, wscale, colsum, bias) = epilogue_case(m, n, (m * 31 + n) as u64);
-            let mut y = vec![0f32; m * n];
-            dequantize(&acc, m, n, &ascale, &zp, &wscale, &colsum, &bias, &mut y);
+            let c = Case::new(m, n, (m * 31 + n) as u64);
+            let mut y = c.dequantize(m, n);
             crate::kernels::wide::gelu(&mut y);
-            let (mut q1, mut s1, mut z1) = (vec![0u8; m * n], vec![0f32; m], vec![0i32; m]);
-            quantize_rows_u8(&y, m, n, &mut q1, &mut s1, &mut z1);
-            let (mut q2, mut s2, mut z2) = (vec![0u8; m * n], vec![0f32; m], vec![0i32; m]);
-            let a = Acc {
-                acc: &acc,
-                ascale: &ascale,
-                zp: &zp,
-                wscale: &wscale,
-                colsum: &colsum,
-                bias: &bias,
-            };
-            let mut tmp = vec![0f32; n];
-            dequantize_gelu_quantize(
-                a,
-                m,
-                n,
-                &mut tmp,
-                QuantOut { q: &mut q2, scale: &mut s2, zp: &mut z2 },
-            );
-            assert_eq!(q1, q2, "{m}x{n}");
-            assert_eq!(z1, z2);
-            assert!(s1.iter().zip(&s2).all(|(a, b)| a.to_bits() == b.to_bits()));
+            let want = Q::of(&y, m, n);
+            let mut got = Q::zeros(m, n);
+            dequantize_gelu_quantize(c.acc(), m, n, &mut vec![0f32; n], got.out());
+            got.assert_eq(&want, &format!("{m}x{n}"));
         }
     }
 
     #[test]
     fn fused_norm_epilogue_equals_the_separate_passes() {
         for &(m, n) in &[(1, 1), (3, 17), (5, 384), (2, 33)] {
-            let (acc, ascale, zp, wscale, colsum, bias) = epilogue_case(m, n, (m * 7 + n) as u64);
+            let c = Case::new(m, n, (m * 7 + n) as u64);
             let x: Vec<f32> = (0..m * n).map(|i| ((i * 7919) % 97) as f32 / 9.0 - 5.0).collect();
             let g: Vec<f32> = (0..n).map(|i| 0.5 + (i % 5) as f32 * 0.25).collect();
             let b: Vec<f32> = (0..n).map(|i| (i % 3) as f32 * 0.1 - 0.1).collect();
-            let mut y = vec![0f32; m * n];
-            dequantize(&acc, m, n, &ascale, &zp, &wscale, &colsum, &bias, &mut y);
+            let mut y = c.dequantize(m, n);
             crate::kernels::wide::add_assign(&mut y, &x);
             crate::kernels::wide::layer_norm(&mut y, n, &g, &b, 1e-12);
-            let (mut q1, mut s1, mut z1) = (vec![0u8; m * n], vec![0f32; m], vec![0i32; m]);
-            quantize_rows_u8(&y, m, n, &mut q1, &mut s1, &mut z1);
-            let mut x2 = x.clone();
-            let (mut q2, mut s2, mut z2) = (vec![0u8; m * n], vec![0f32; m], vec![0i32; m]);
-            let a = Acc {
-                acc: &acc,
-                ascale: &ascale,
-                zp: &zp,
-                wscale: &wscale,
-                colsum: &colsum,
-                bias: &bias,
-            };
-            let mut tmp = vec![0f32; n];
-            let out = QuantOut { q: &mut q2, scale: &mut s2, zp: &mut z2 };
-            dequantize_residual_norm_quantize(a, m, n, &mut x2, &g, &b, 1e-12, &mut tmp, out);
+            let want = Q::of(&y, m, n);
+            let (mut x2, mut got) = (x.clone(), Q::zeros(m, n));
+            let tmp = &mut vec![0f32; n];
+            dequantize_residual_norm_quantize(
+                c.acc(),
+                m,
+                n,
+                &mut x2,
+                &g,
+                &b,
+                1e-12,
+                tmp,
+                got.out(),
+            );
             assert!(y.iter().zip(&x2).all(|(a, b)| a.to_bits() == b.to_bits()), "{m}x{n}");
-            assert_eq!(q1, q2);
-            assert_eq!(z1, z2);
-            assert!(s1.iter().zip(&s2).all(|(a, b)| a.to_bits() == b.to_bits()));
+            got.assert_eq(&want, &format!("{m}x{n}"));
         }
     }
 
