@@ -129,6 +129,13 @@ impl ShardDir {
         let mut resumed = false;
         if entries.iter().any(|n| n == MANIFEST) {
             if !overwrite {
+                // The manifest is written last, so the job is complete; a progress record or
+                // temporary file beside it is left from a kill during the final clean-up.
+                for n in entries.iter().filter(|n| *n == PROGRESS || n.starts_with('.')) {
+                    if is_ours(n) {
+                        std::fs::remove_file(dir.join(n)).ok();
+                    }
+                }
                 bail!(
                     "{} holds a completed job ({MANIFEST}); pass --overwrite to replace it",
                     dir.display()

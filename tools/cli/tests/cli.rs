@@ -597,7 +597,9 @@ fn kill_and_resume(extra: &[&str]) {
     let out = dir.path().join("out");
     let mut seed = 42u64;
     let (mut kills, mut finished) = (0, false);
-    let mut committed: Vec<u64> = Vec::new();
+    // Resume points as (input, row): the last commit of a job moves past its last input, to
+    // (1, 0) here, so the row alone is not monotonic.
+    let mut committed: Vec<(u64, u64)> = Vec::new();
     for attempt in 0..60u64 {
         let mut child = Command::new(env!("CARGO_BIN_EXE_turnscore"))
             .args(args(&out))
@@ -610,7 +612,13 @@ fn kill_and_resume(extra: &[&str]) {
         // gets past start-up and commits shards eventually.
         let frac = 0.03 + 0.12 * ((seed >> 33) % 1000) as f64 / 1000.0;
         std::thread::sleep(whole.mul_f64(frac) + std::time::Duration::from_millis(3 * attempt));
-        if child.try_wait().unwrap().is_some() {
+        if let Some(status) = child.try_wait().unwrap() {
+            // A run fails here only by finding the job complete: the kill before it landed after
+            // the manifest (the commit point) was written, before the progress record was gone.
+            assert!(
+                status.success() || out.join("_manifest.json").exists(),
+                "a resumed run failed: {status}"
+            );
             finished = true;
             break;
         }
@@ -619,7 +627,8 @@ fn kill_and_resume(extra: &[&str]) {
         kills += 1;
         if let Ok(p) = std::fs::read(out.join("_progress.json")) {
             let p: serde_json::Value = serde_json::from_slice(&p).unwrap();
-            committed.push(p["position"]["row"].as_u64().unwrap());
+            let at = &p["position"];
+            committed.push((at["input"].as_u64().unwrap(), at["row"].as_u64().unwrap()));
         }
     }
     if !finished {
@@ -677,6 +686,15 @@ fn a_resumed_job_refuses_other_settings_and_completed_output() {
     assert!(turnscore(&ow, None).status.success());
     let o = turnscore(&base, None);
     assert!(String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
+    // A kill between writing the manifest (the commit point) and removing the progress record
+    // leaves both: the job is complete, and the stale record is cleaned up.
+    let manifest = std::fs::read(format!("{out}_manifest.json")).unwrap();
+    std::fs::write(format!("{out}_progress.json"), b"{}").unwrap();
+    let o = turnscore(&base, None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("completed job"));
+    assert!(!Path::new(&format!("{out}_progress.json")).exists());
+    assert_eq!(std::fs::read(format!("{out}_manifest.json")).unwrap(), manifest);
     // Single files too.
     let f = dir.path().join("single.jsonl");
     std::fs::write(&f, "old").unwrap();
