@@ -179,9 +179,10 @@ pub fn attention_head_generic(
 }
 }
 
-/// `kt[t · lp + j] = k[j · stride + t]` for `j < l`, `t < d`; columns `l..lp` zero. Plain code,
-/// kept out of the AVX-512 build, where the compiler would turn it into gathers or scatters
-/// (slower than scalar moves on the CPUs measured here).
+/// `kt[t · lp + j] = k[j · stride + t]` for `j < l`, `t < d`; columns `l..lp` zero. Plain code
+/// for the portable form, kept out of the AVX-512 build, where the compiler would turn it into
+/// gathers or scatters (slower than scalar moves on the CPUs measured here); the AVX-512 kernel
+/// transposes 16 × 16 blocks in registers instead (`avx512::transpose_keys16`).
 #[inline(never)]
 fn transpose_keys(k: &[f32], stride: usize, l: usize, d: usize, lp: usize, kt: &mut [f32]) {
     for t in 0..d {
@@ -195,8 +196,80 @@ fn transpose_keys(k: &[f32], stride: usize, l: usize, d: usize, lp: usize, kt: &
 
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::transpose_keys;
     use std::arch::x86_64::*;
+
+    /// [`super::transpose_keys`] (`kt[t · lp + j] = k[j · stride + t]`, keys from `l` on zero)
+    /// in blocks of 16 keys × 16 head dimensions, each transposed in registers: 16 masked row
+    /// loads, 64 shuffles, up to 16 stores, instead of one scalar move per value. Pure data
+    /// movement, so the scores are the same bits (tested with the kernel).
+    ///
+    /// # Safety
+    /// avx512f; `k.len() ≥ (l − 1) · stride + d`, `kt.len() ≥ d · lp`, `lp` a multiple of 16,
+    /// `l ≤ lp`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+    unsafe fn transpose_keys16(
+        k: &[f32],
+        stride: usize,
+        l: usize,
+        d: usize,
+        lp: usize,
+        kt: &mut [f32],
+    ) {
+        debug_assert!(l >= 1 && k.len() >= (l - 1) * stride + d && kt.len() >= d * lp);
+        let (kp, ktp) = (k.as_ptr(), kt.as_mut_ptr());
+        for tb in (0..d).step_by(16) {
+            let m = lanes(d, tb);
+            for jb in (0..lp).step_by(16) {
+                let mut r = [_mm512_setzero_ps(); 16];
+                for (x, rx) in r.iter_mut().enumerate() {
+                    if jb + x < l {
+                        // SAFETY: row jb + x < l; the mask enables dimensions tb..min(tb + 16,
+                        // d) only, inside that row's d values, inside k (caller).
+                        *rx = unsafe { _mm512_maskz_loadu_ps(m, kp.add((jb + x) * stride + tb)) };
+                    }
+                }
+                let o = transpose16(r);
+                for (t, ot) in o.iter().enumerate().take(d.saturating_sub(tb).min(16)) {
+                    // SAFETY: row tb + t < d of kt, lanes jb..jb + 16 ≤ lp: inside d·lp.
+                    unsafe { _mm512_storeu_ps(ktp.add((tb + t) * lp + jb), *ot) };
+                }
+            }
+        }
+    }
+
+    /// The transpose of 16 rows of 16 floats: `out[t]` lane `x` is `r[x]` lane `t`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512dq,avx512vl,avx2,fma")]
+    #[inline]
+    fn transpose16(r: [__m512; 16]) -> [__m512; 16] {
+        // Pairs of rows interleaved, then pairs of pairs (64-bit lanes), then 128-bit blocks
+        // twice: rows of 16 become columns.
+        let mut t = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            t[2 * i] = _mm512_unpacklo_ps(r[2 * i], r[2 * i + 1]);
+            t[2 * i + 1] = _mm512_unpackhi_ps(r[2 * i], r[2 * i + 1]);
+        }
+        let mut u = [_mm512_setzero_ps(); 16];
+        for i in 0..4 {
+            let b = 4 * i;
+            u[b] = _mm512_shuffle_ps::<0x44>(t[b], t[b + 2]);
+            u[b + 1] = _mm512_shuffle_ps::<0xEE>(t[b], t[b + 2]);
+            u[b + 2] = _mm512_shuffle_ps::<0x44>(t[b + 1], t[b + 3]);
+            u[b + 3] = _mm512_shuffle_ps::<0xEE>(t[b + 1], t[b + 3]);
+        }
+        for h in 0..2 {
+            let b = 8 * h;
+            for i in 0..4 {
+                t[b + i] = _mm512_shuffle_f32x4::<0x88>(u[b + i], u[b + 4 + i]);
+                t[b + 4 + i] = _mm512_shuffle_f32x4::<0xDD>(u[b + i], u[b + 4 + i]);
+            }
+        }
+        let mut o = [_mm512_setzero_ps(); 16];
+        for i in 0..8 {
+            o[i] = _mm512_shuffle_f32x4::<0x88>(t[i], t[8 + i]);
+            o[8 + i] = _mm512_shuffle_f32x4::<0xDD>(t[i], t[8 + i]);
+        }
+        o
+    }
 
     /// Lanes `from..from + 16` of a width-`d` row, as a mask (0 when `from ≥ d`).
     #[inline(always)]
@@ -411,7 +484,9 @@ mod avx512 {
         let lp = l.div_ceil(16) * 16;
         let (kt, p) = scratch.split_at_mut(d * lp);
         let p = &mut p[..l * lp];
-        transpose_keys(k, stride, l, d, lp, kt);
+        // SAFETY: this function's features; k holds (l − 1)·stride + d floats and kt d·lp
+        // (the caller's lengths).
+        unsafe { transpose_keys16(k, stride, l, d, lp, kt) };
         let (qp, ktp, pp) = (q.as_ptr(), kt.as_ptr(), p.as_mut_ptr());
         let mut i = 0;
         // SAFETY (all calls): rows i..i + R with i + R ≤ l are inside q and p, whose lengths
