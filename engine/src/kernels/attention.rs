@@ -394,7 +394,7 @@ mod avx512 {
         p = add(mul(p, r), set(8.333_452e-3));
         p = add(mul(p, r), set(4.166_579_6e-2));
         p = add(mul(p, r), set(1.666_666_5e-1));
-        p = add(mul(p, r), set(5.000_000_1e-1));
+        p = add(mul(p, r), set(0.5)); // Cephes' 5.0000001e-1, 0.5 in f32
         p = add(add(mul(p, z), r), set(1.0));
         let n = clamp(n, -126.0, 127.0);
         let e = add(add(n, set(127.0)), set(crate::kernels::wide::MAGIC));
@@ -493,9 +493,11 @@ mod avx512 {
         // the caller guarantees; kt is d × lp. The rows left after the blocks of 8 run as one
         // block of their own size, so no accumulator chain runs alone.
         while i + 8 <= l {
+            // SAFETY: the "all calls" argument above.
             unsafe { qk_rows::<8>(qp, ktp, pp, stride, lp, d, i) };
             i += 8;
         }
+        // SAFETY: the "all calls" argument above.
         unsafe {
             match l - i {
                 0 => {}
@@ -512,10 +514,12 @@ mod avx512 {
         // a multiple of 16, and l ≤ lp.
         let mut i = 0;
         while i + 4 <= l {
+            // SAFETY: the "all calls" argument above.
             unsafe { softmax_rows::<4>(pp.add(i * lp), lp, l, scale) };
             i += 4;
         }
         while i < l {
+            // SAFETY: the "all calls" argument above.
             unsafe { softmax_rows::<1>(pp.add(i * lp), lp, l, scale) };
             i += 1;
         }
@@ -523,9 +527,11 @@ mod avx512 {
         let mut i = 0;
         // SAFETY (all calls): as above, for p, v and out.
         while i + 4 <= l {
+            // SAFETY: the "all calls" argument above.
             unsafe { pv_rows::<4>(pp, vp, op, stride, lp, l, d, i) };
             i += 4;
         }
+        // SAFETY: the "all calls" argument above.
         unsafe {
             match l - i {
                 0 => {}

@@ -98,9 +98,13 @@ pub unsafe fn gemm(a: &[u8], m: usize, k: usize, b: &PackedB<'_>, c: &mut [i32])
             let bp = data[p * groups * 64 + h * 32..].as_ptr();
             let cp = c[i * n + half * 8..].as_mut_ptr();
             match rows {
+                // SAFETY: rows == the tile's rows; the ranges argued above.
                 4 => unsafe { tile::<4>(ap, kp, groups, bp, cp, n, cols) },
+                // SAFETY: rows == the tile's rows; the ranges argued above.
                 3 => unsafe { tile::<3>(ap, kp, groups, bp, cp, n, cols) },
+                // SAFETY: rows == the tile's rows; the ranges argued above.
                 2 => unsafe { tile::<2>(ap, kp, groups, bp, cp, n, cols) },
+                // SAFETY: rows == the tile's rows; the ranges argued above.
                 _ => unsafe { tile::<1>(ap, kp, groups, bp, cp, n, cols) },
             }
             i += rows;
