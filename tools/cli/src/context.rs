@@ -9,21 +9,28 @@
 //! [`MAX_CONVERSATIONS`] conversations; the one seen least recently is dropped first, so input
 //! grouped or sorted by conversation loses nothing. Text is held in memory only, never written.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use turnscore::input::Row;
 
 /// Conversations kept at once (memory: about N × 200 bytes × this).
 pub const MAX_CONVERSATIONS: usize = 100_000;
 
+/// One conversation's recent admitted turns: `(turn number, text)`, oldest first.
+type Turns = VecDeque<(Option<i64>, String)>;
+
 pub struct ContextBuf {
     n: usize,
-    convs: HashMap<String, (u64, VecDeque<(Option<i64>, String)>)>,
+    /// Per conversation: when it was last used (for eviction) and its turns.
+    convs: HashMap<String, (u64, Turns)>,
+    /// The same conversations by when they were last used, so that dropping the least recent
+    /// one is a lookup, not a scan of all of them per new conversation.
+    order: BTreeMap<u64, String>,
     clock: u64,
 }
 
 impl ContextBuf {
     pub fn new(n: usize) -> ContextBuf {
-        ContextBuf { n, convs: HashMap::new(), clock: 0 }
+        ContextBuf { n, convs: HashMap::new(), order: BTreeMap::new(), clock: 0 }
     }
 
     /// The context of each row (computed in order, each row seeing the admitted rows before
@@ -84,14 +91,15 @@ impl ContextBuf {
             return;
         }
         self.clock += 1;
-        if !self.convs.contains_key(conv) && self.convs.len() >= MAX_CONVERSATIONS {
+        if let Some((seen, _)) = self.convs.get(conv) {
+            self.order.remove(seen);
+        } else if self.convs.len() >= MAX_CONVERSATIONS {
             // Drop the conversation seen least recently.
-            if let Some(old) =
-                self.convs.iter().min_by_key(|(_, (seen, _))| *seen).map(|(k, _)| k.clone())
-            {
+            if let Some((_, old)) = self.order.pop_first() {
                 self.convs.remove(&old);
             }
         }
+        self.order.insert(self.clock, conv.to_string());
         let (seen, q) = self.convs.entry(conv.to_string()).or_default();
         *seen = self.clock;
         // Keep the queue ordered by `turn` (rows without one go last, in arrival order).
@@ -133,6 +141,26 @@ mod tests {
         let more = b.contexts(&[row("a", 4, "four"), row("a", 5, "five")], &[true, true]);
         assert_eq!(more[0].as_deref(), Some("one\nthree"));
         assert_eq!(more[1].as_deref(), Some("three\nfour"), "only the last N");
+    }
+
+    #[test]
+    fn a_full_buffer_drops_the_conversation_seen_least_recently() {
+        let mut b = ContextBuf::new(1);
+        for c in 0..MAX_CONVERSATIONS {
+            b.next(Some(&format!("c{c}")), Some(1), "t", true);
+        }
+        // c0 is used again, so c1 is now the least recent; a new conversation evicts it.
+        b.next(Some("c0"), Some(2), "t", true);
+        b.next(Some("new"), Some(1), "t", true);
+        assert_eq!(b.convs.len(), MAX_CONVERSATIONS);
+        assert_eq!(b.order.len(), MAX_CONVERSATIONS);
+        assert!(b.convs.contains_key("c0") && b.convs.contains_key("c2"));
+        assert!(!b.convs.contains_key("c1"));
+        assert_eq!(b.next(Some("c1"), Some(2), "t", false), None, "c1's turns are gone");
+        assert_eq!(b.next(Some("c2"), Some(2), "t", false).as_deref(), Some("t"));
+        // Then c2 (c1 is not back: its last turn was not admitted).
+        b.next(Some("new2"), Some(1), "t", true);
+        assert!(!b.convs.contains_key("c2") && b.convs.contains_key("c3"));
     }
 
     #[test]

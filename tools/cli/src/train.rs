@@ -585,8 +585,8 @@ pub fn train(engine: &Engine, args: &TrainArgs<'_>) -> Result<()> {
         let is_tune = args.tune.is_some_and(|t| same_dir(d, t));
         let (a, b) =
             (load(std::slice::from_ref(d), "train")?, load(std::slice::from_ref(d), "dev")?);
-        train_tune.extend(std::iter::repeat(is_tune).take(a.len()));
-        dev_tune.extend(std::iter::repeat(is_tune || args.tune.is_none()).take(b.len()));
+        train_tune.extend(std::iter::repeat_n(is_tune, a.len()));
+        dev_tune.extend(std::iter::repeat_n(is_tune || args.tune.is_none(), b.len()));
         train.extend(a);
         dev.extend(b);
     }
