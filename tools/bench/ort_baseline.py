@@ -112,7 +112,7 @@ def ort_rate(model, tok_path, texts, threads, batch, repeat):
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--batches", default="4,8,16,32", help="batch sizes to sweep; the best is measured --repeat times")
+    ap.add_argument("--batches", default="4,8,16,32", help="batch sizes to sweep; the best is measured --repeat times (one size: no sweep)")
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--corpus", default=str(ROOT / "benches/data/corpus-1000.jsonl"))
     ap.add_argument("--onnx", default=None, help="ONNX int8 model (default: build it, see --build-onnx)")
@@ -141,8 +141,10 @@ def main():
     tok = a.tokenizer or checkpoint_dir() / "tokenizer.json"
     texts = [json.loads(l)["text"] for l in open(a.corpus) if l.strip()]
     batches = [int(b) for b in a.batches.split(",")]
-    sweep = {b: ort_rate(onnx, tok, texts, a.threads, b, 1) for b in batches}
-    best = max(sweep, key=sweep.get)
+    # One batch size given: no sweep (`turnscore bench` sweeps once, then alternates runs of the
+    # engine and of this script at the best size).
+    sweep = {b: ort_rate(onnx, tok, texts, a.threads, b, 1) for b in batches} if len(batches) > 1 else {}
+    best = max(sweep, key=sweep.get) if sweep else batches[0]
     rate = ort_rate(onnx, tok, texts, a.threads, best, a.repeat)
     if a.ort_only:
         from tokenizers import Tokenizer

@@ -28,7 +28,8 @@ fn ort_baseline(
     threads: usize,
     repeat: usize,
     engine: &turnscore::Engine,
-    model: Option<PathBuf>,
+    model: Option<&PathBuf>,
+    batch: Option<u64>,
 ) -> Result<Option<serde_json::Value>> {
     use std::process::Command;
     let probe = Command::new("python3")
@@ -47,6 +48,7 @@ fn ort_baseline(
     let tok = tmp.join("tokenizer.json");
     std::fs::write(&tok, engine.model().tokenizer_json())?;
     let model = model
+        .cloned()
         .or_else(|| std::env::var_os("TURNSCORE_ORT_MODEL").map(PathBuf::from))
         .or_else(|| {
             let p = PathBuf::from("../shared/baselines/all-minilm-l6-v2.int8.onnx");
@@ -56,6 +58,9 @@ fn ort_baseline(
     c.arg(&script).args(["--ort-only", "--threads", &threads.to_string()]);
     c.args(["--repeat", &repeat.max(1).to_string()]);
     c.arg("--corpus").arg(corpus).arg("--tokenizer").arg(&tok);
+    if let Some(b) = batch {
+        c.args(["--batches", &b.to_string()]);
+    }
     if let Some(m) = &model {
         c.arg("--onnx").arg(m);
     }
@@ -164,30 +169,65 @@ pub fn bench(
         median(&mut r)
     );
     if let Some(model) = baseline {
-        if let Some(v) = ort_baseline(&tmp, &path, engine.threads(), repeat, &engine, model)? {
-            let ort = v["turns_per_s"].as_f64().unwrap_or(f64::NAN);
-            println!(
-                "baseline ONNX Runtime {} int8, batch {} (best of sweep {}), {} threads: {:.1} turns/s",
-                v["onnxruntime"].as_str().unwrap_or("?"),
-                v["batch"],
-                v["sweep"],
-                v["threads"],
-                ort
-            );
-            println!("ratio engine / ONNX Runtime int8: {:.3}", engine_rate / ort);
-            // ONNX Runtime truncates at 128 tokens; the engine scores every token. Per token
-            // processed, the ratio is therefore higher when the corpus has long turns.
-            if let Some(tpt) = v["tokens_per_turn"].as_f64() {
-                let engine_tok = engine_rate * tokens as f64 / n;
-                println!(
-                    "per token processed: engine {:.0} tok/s ({:.1} per turn, every token), ONNX Runtime {:.0} tok/s ({:.1} per turn, truncated at 128): ratio {:.3}",
-                    engine_tok,
-                    tokens as f64 / n,
-                    ort * tpt,
-                    tpt,
-                    engine_tok / (ort * tpt)
-                );
+        // The baseline's batch size is swept once; then engine and baseline runs alternate, and
+        // each pair gives a ratio, so that drift on a shared machine hits both sides alike.
+        let Some(sweep) =
+            ort_baseline(&tmp, &path, engine.threads(), 1, &engine, model.as_ref(), None)?
+        else {
+            return Ok(());
+        };
+        let best = sweep["batch"].as_u64().unwrap_or(8);
+        println!(
+            "baseline ONNX Runtime {} int8, {} threads, batch {} (best of sweep {}); engine and baseline alternate:",
+            sweep["onnxruntime"].as_str().unwrap_or("?"),
+            sweep["threads"],
+            best,
+            sweep["sweep"],
+        );
+        println!("{:<5} {:>14} {:>16} {:>7}", "pair", "engine rows/s", "ONNX Runtime /s", "ratio");
+        let (mut es, mut os, mut rs) = (Vec::new(), Vec::new(), Vec::new());
+        for i in 0..repeat.max(1) {
+            let t = Instant::now();
+            for chunk in rows.chunks(CHUNK_ROWS) {
+                engine.score_rows(chunk)?;
             }
+            let er = n / t.elapsed().as_secs_f64();
+            let Some(v) = ort_baseline(
+                &tmp,
+                &path,
+                engine.threads(),
+                1,
+                &engine,
+                model.as_ref(),
+                Some(best),
+            )?
+            else {
+                return Ok(());
+            };
+            let ort = v["turns_per_s"].as_f64().unwrap_or(f64::NAN);
+            println!("{:<5} {:>14.1} {:>16.1} {:>7.3}", i + 1, er, ort, er / ort);
+            es.push(er);
+            os.push(ort);
+            rs.push(er / ort);
+        }
+        let (er, ort, ratio) = (median(&mut es), median(&mut os), median(&mut rs));
+        println!("{:<5} {:>14.1} {:>16.1} {:>7.3}", "median", er, ort, ratio);
+        println!(
+            "ratio engine / ONNX Runtime int8: {ratio:.3} (median of {} alternating pairs)",
+            rs.len()
+        );
+        // ONNX Runtime truncates at 128 tokens; the engine scores every token. Per token
+        // processed, the ratio is therefore higher when the corpus has long turns.
+        if let Some(tpt) = sweep["tokens_per_turn"].as_f64() {
+            let per_turn = tokens as f64 / n;
+            println!(
+                "per token processed: engine {:.0} tok/s ({:.1} per turn, every token), ONNX Runtime {:.0} tok/s ({:.1} per turn, truncated at 128): ratio {:.3}",
+                er * per_turn,
+                per_turn,
+                ort * tpt,
+                tpt,
+                ratio * per_turn / tpt
+            );
         }
     }
     Ok(())

@@ -320,7 +320,9 @@ enum Command {
     ///
     /// Then, when `python3` can import onnxruntime, tokenizers and numpy, the same turns through
     /// ONNX Runtime int8 (same model, same tokenizer, same threads, its best batch size from a
-    /// sweep; tools/bench/ort_baseline.py, embedded) and the ratio engine / ONNX Runtime.
+    /// sweep; tools/bench/ort_baseline.py, embedded): after the sweep, engine and baseline runs
+    /// alternate `--repeat` times, and the ratio engine / ONNX Runtime is the median of the
+    /// pairs' ratios, so that a shared machine's drift hits both sides alike.
     Bench {
         /// A JSONL corpus to use instead of the built-in one.
         #[arg(long, value_name = "FILE")]
