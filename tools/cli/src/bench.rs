@@ -126,13 +126,17 @@ pub fn bench(
         "{:<5} {:>14} {:>14} {:>16} {:>7}",
         "run", "engine rows/s", "engine tok/s", "pipeline rows/s", "ratio"
     );
-    let (mut e, mut p, mut r) = (Vec::new(), Vec::new(), Vec::new());
-    for i in 0..repeat.max(1) {
+    // One timed pass of the engine over the corpus, in rows per second.
+    let time_engine = || -> Result<f64> {
         let t = Instant::now();
         for chunk in rows.chunks(CHUNK_ROWS) {
             engine.score_rows(chunk)?;
         }
-        let er = n / t.elapsed().as_secs_f64();
+        Ok(n / t.elapsed().as_secs_f64())
+    };
+    let (mut e, mut p, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..repeat.max(1) {
+        let er = time_engine()?;
         let out = tmp.join("out.parquet");
         let settings = ScoreSettings {
             output: &out,
@@ -187,11 +191,7 @@ pub fn bench(
         println!("{:<5} {:>14} {:>16} {:>7}", "pair", "engine rows/s", "ONNX Runtime /s", "ratio");
         let (mut es, mut os, mut rs) = (Vec::new(), Vec::new(), Vec::new());
         for i in 0..repeat.max(1) {
-            let t = Instant::now();
-            for chunk in rows.chunks(CHUNK_ROWS) {
-                engine.score_rows(chunk)?;
-            }
-            let er = n / t.elapsed().as_secs_f64();
+            let er = time_engine()?;
             let Some(v) = ort_baseline(
                 &tmp,
                 &path,
