@@ -227,15 +227,12 @@ impl Engine {
         }
         let special = enc.get_special_tokens_mask();
         let specials = special.iter().filter(|&&s| s != 0).count();
-        let keep = max_tokens.saturating_sub(specials);
-        let end = enc
-            .get_offsets()
-            .iter()
-            .zip(special)
-            .filter(|(_, &s)| s == 0)
-            .nth(keep.wrapping_sub(1))
-            .map_or(0, |(o, _)| o.1);
-        Ok(Some(end))
+        // The content tokens it keeps; the text ends where the last of them does.
+        let Some(last) = max_tokens.saturating_sub(specials).checked_sub(1) else {
+            return Ok(Some(0));
+        };
+        let content = enc.get_offsets().iter().zip(special).filter(|(_, &s)| s == 0);
+        Ok(Some(content.map(|(o, _)| o.1).nth(last).unwrap_or(text.len())))
     }
 
     /// The policy this engine applies.
@@ -349,14 +346,16 @@ impl Engine {
     /// # Errors
     /// [`Error::Invalid`] for an empty or too long sequence or an id outside the vocabulary.
     pub fn embed_ids<S: AsRef<[u32]> + Sync>(&self, seqs: &[S]) -> Result<Vec<f32>> {
-        self.embed_ids_pairs(seqs, &[])
+        self.embed_ids_pairs(&Weights::new(&self.model)?, seqs, &[])
     }
 
     /// As [`Engine::embed_ids`], with `pair_start[i]` marking sequence `i` as a sentence pair
     /// whose second segment (token type 1, and the only tokens mean pooling covers) starts
-    /// there; an empty slice means no pairs.
+    /// there; an empty slice means no pairs. `w` is the model's weights, resolved once per call
+    /// (about 40 µs on the bundled model) and shared by its batches and the heads.
     fn embed_ids_pairs<S: AsRef<[u32]> + Sync>(
         &self,
+        w: &Weights<'_>,
         seqs: &[S],
         pair_start: &[Option<usize>],
     ) -> Result<Vec<f32>> {
@@ -379,9 +378,6 @@ impl Engine {
         if !cur.is_empty() {
             batches.push(cur);
         }
-        // The weights' views into the memory map, resolved once per call rather than per batch
-        // (about 40 µs each on the bundled model).
-        let w = Weights::new(&self.model)?;
         let outs: Vec<Result<Vec<f32>>> = self.pool.install(|| {
             batches
                 .par_iter()
@@ -389,7 +385,7 @@ impl Engine {
                     let refs: Vec<&[u32]> = b.iter().map(|&i| seqs[i].as_ref()).collect();
                     let segb: Vec<Option<usize>> =
                         b.iter().map(|&i| pair_start.get(i).copied().flatten()).collect();
-                    SCRATCH.with(|s| encode(&w, &refs, &segb, &mut s.borrow_mut()))
+                    SCRATCH.with(|s| encode(w, &refs, &segb, &mut s.borrow_mut()))
                 })
                 .collect()
         });
@@ -440,11 +436,7 @@ impl Engine {
 
     /// Head scores for pooled vectors (`n × hidden`): `(topics, sensitive)`, each `n × labels`.
     pub fn head_scores(&self, pooled: &[f32], n: usize) -> Result<(Vec<f32>, Vec<f32>)> {
-        let w = Weights::new(&self.model)?;
-        let mut buf = crate::model::LinBuf::default();
-        let t = w.topics.as_ref().map_or(Vec::new(), |hd| head_scores(hd, pooled, n, &mut buf));
-        let s = w.sensitive.as_ref().map_or(Vec::new(), |hd| head_scores(hd, pooled, n, &mut buf));
-        Ok((t, s))
+        Ok(heads(&Weights::new(&self.model)?, pooled, n))
     }
 
     /// Scores texts: one [`TurnScores`] per text, in order. A long text is scored in
@@ -472,8 +464,9 @@ impl Engine {
         let (flat, owner) = flatten(&toks);
         let pairs: Vec<Option<usize>> =
             owner.iter().map(|&i| toks[i].pair_start.map(|s| s as usize)).collect();
-        let pooled = self.embed_ids_pairs(&flat, &pairs)?;
-        let (t, s) = self.head_scores(&pooled, flat.len())?;
+        let w = Weights::new(&self.model)?;
+        let pooled = self.embed_ids_pairs(&w, &flat, &pairs)?;
+        let (t, s) = heads(&w, &pooled, flat.len());
         let (nt, ns) = (self.topic_labels().len(), self.sensitive_labels().len());
         let mut out: Vec<TurnScores> = toks
             .iter()
@@ -578,6 +571,15 @@ impl Engine {
 }
 
 /// All windows of all texts, and the text each window belongs to.
+/// Both heads' scores for pooled vectors (`n × hidden`): `(topics, sensitive)`, each `n ×
+/// labels` (empty for a head the model does not have).
+fn heads(w: &Weights<'_>, pooled: &[f32], n: usize) -> (Vec<f32>, Vec<f32>) {
+    let mut buf = crate::model::LinBuf::default();
+    let t = w.topics.as_ref().map_or(Vec::new(), |hd| head_scores(hd, pooled, n, &mut buf));
+    let s = w.sensitive.as_ref().map_or(Vec::new(), |hd| head_scores(hd, pooled, n, &mut buf));
+    (t, s)
+}
+
 fn flatten(toks: &[Tokenized]) -> (Vec<&[u32]>, Vec<usize>) {
     let mut flat = Vec::new();
     let mut owner = Vec::new();
