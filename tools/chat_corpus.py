@@ -25,6 +25,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 SRC = ROOT / "data" / "chat" / "src"
+TEST_SRC = ROOT / "data" / "chat" / "test_src"
 OUT = ROOT / "data" / "chat"
 
 TOPICS = """arts_culture automotive books_literature business_finance careers education
@@ -34,6 +35,9 @@ real_estate relationships_dating science shopping sports style_fashion technolog
 video_gaming""".split()
 SENSITIVE = """health sexual_orientation religion philosophical_beliefs political_views
 racial_ethnic_origin trade_union genetic_data biometric_data""".split()
+
+# How a sensitive turn touches its category (optional `form=` on a block or a line).
+FORMS = {"explicit", "implicit", "opinion", "question_self", "close_person", "hostility"}
 
 # File group -> (id prefix, source name)
 GROUPS = {
@@ -64,18 +68,20 @@ def parse_fields(text, path, line):
                 if x not in vocab:
                     fail(path, line, f"{k} label {x!r} is not in the vocabulary")
             fields[k] = labels
-        elif k in ("near", "kind"):
+        elif k in ("near", "kind", "form"):
+            if k == "form" and v not in FORMS:
+                fail(path, line, f"form {v!r} is not one of {sorted(FORMS)}")
             fields[k] = v
         else:
             fail(path, line, f"unknown key {k!r}")
     return fields
 
 
-def rows():
-    seen = {}
+def rows(paths, id_prefix="", seen=None):
+    seen = {} if seen is None else seen
     counters = collections.Counter()
     out = []
-    for path in sorted(SRC.glob("*.txt")):
+    for path in paths:
         group = path.stem.rsplit("_", 1)[0] if path.stem not in GROUPS else path.stem
         if group not in GROUPS:
             fail(path, 1, f"file group {group!r} is not one of {sorted(GROUPS)}")
@@ -110,7 +116,7 @@ def rows():
                 (block.get("topics") or []) + (block.get("sensitive") or [])
             )
             counters[(prefix, tag)] += 1
-            rid = f"{prefix}-{tag}-{counters[(prefix, tag)]:02d}"
+            rid = f"{id_prefix}{prefix}-{tag}-{counters[(prefix, tag)]:02d}"
             row = {
                 "id": rid,
                 "text": line,
@@ -118,7 +124,7 @@ def rows():
                 "sensitive": fields.get("sensitive"),
                 "source": source,
             }
-            for k in ("near", "kind"):
+            for k in ("near", "kind", "form"):
                 if k in fields:
                     row[k] = fields[k]
             out.append(row)
@@ -138,26 +144,46 @@ def render(rs):
 
 
 def main():
-    all_rows = rows()
+    args = sys.argv[1:]
+    if args[:1] == ["--lint"]:
+        # Parse the named files (labels, lengths, duplicates among themselves and against every
+        # other source file, train and test); writes nothing.
+        named = [pathlib.Path(a).resolve() for a in args[1:]]
+        others = [p for p in sorted(SRC.glob("*.txt")) + sorted(TEST_SRC.glob("*.txt")) if p not in named]
+        seen = {}
+        rows(others, seen=seen) if others else None
+        got = rows(named, seen=seen)
+        c = collections.Counter(l for r in got for h in ("topics", "sensitive") for l in (r[h] or []))
+        print(f"lint: {len(got)} turns in {len(named)} file(s), no errors; labels: {dict(c)}")
+        return
+    seen = {}
+    # The test split is parsed first, so that a training turn that repeats a test turn is the
+    # one refused (the error names both places).
+    test = rows(sorted(TEST_SRC.glob("*.txt")), id_prefix="test-", seen=seen)
+    all_rows = rows(sorted(SRC.glob("*.txt")), seen=seen)
     train, dev = split(all_rows)
     files = {OUT / "train.jsonl": render(train), OUT / "dev.jsonl": render(dev)}
-    if "--check" in sys.argv[1:]:
+    if test:
+        files[OUT / "test.jsonl"] = render(test)
+    if "--check" in args:
         stale = [p for p, t in files.items() if not p.exists() or p.read_text(encoding="utf-8") != t]
         if stale:
             sys.exit(
                 "stale: " + ", ".join(str(p.relative_to(ROOT)) for p in stale)
                 + " (run python3 tools/chat_corpus.py)"
             )
-        print(f"chat corpus: {len(train)} train + {len(dev)} dev rows match data/chat/src")
+        print(f"chat corpus: {len(train)} train + {len(dev)} dev + {len(test)} test rows match data/chat/src and test_src")
         return
     for p, t in files.items():
         p.write_text(t, encoding="utf-8")
-    by = collections.Counter(r["source"] for r in all_rows)
-    print(f"chat corpus: {len(train)} train + {len(dev)} dev rows ({dict(by)})")
+    for name, part in (("train+dev", all_rows), ("dev", dev), ("test", test)):
+        by = collections.Counter(r["source"] for r in part)
+        print(f"chat corpus {name}: {len(part)} rows ({dict(by)})")
     for head, vocab in (("topics", TOPICS), ("sensitive", SENSITIVE)):
         c = collections.Counter(l for r in all_rows for l in (r[head] or []))
         cd = collections.Counter(l for r in dev for l in (r[head] or []))
-        print(f"{head}: " + ", ".join(f"{l} {c[l]} ({cd[l]} dev)" for l in vocab))
+        ct = collections.Counter(l for r in test for l in (r[head] or []))
+        print(f"{head}: " + ", ".join(f"{l} {c[l]} ({cd[l]} dev, {ct[l]} test)" for l in vocab))
 
 
 if __name__ == "__main__":
