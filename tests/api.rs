@@ -262,3 +262,24 @@ fn context_makes_a_sentence_pair_and_changes_only_turns_that_have_one() {
     assert_eq!(t[0].pair_start, None);
     assert!(t[0].windows.len() > 1);
 }
+
+/// Thread counts past the cap are refused at once (not minutes spent starting threads), and the
+/// library's readers reject over-long texts by default, as the CLI does.
+#[test]
+fn thread_cap_and_default_text_limit() {
+    let t0 = std::time::Instant::now();
+    let e = Engine::bundled(EngineOptions { threads: 100_000, ..Default::default() })
+        .err()
+        .expect("refused");
+    assert!(e.to_string().contains("over the limit of 256"), "{e}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(10));
+    let big = "a".repeat(1_500_000);
+    let b = arrow_array::RecordBatch::try_from_iter(vec![
+        ("id", std::sync::Arc::new(arrow_array::StringArray::from(vec!["x"])) as _),
+        ("text", std::sync::Arc::new(arrow_array::StringArray::from(vec![big.as_str()])) as _),
+    ])
+    .unwrap();
+    let rows = turnscore::input::rows_from_batch(&b, 1, &turnscore::input::ReadOptions::default())
+        .unwrap();
+    assert_eq!(rows[0].turn.as_ref().unwrap_err().reason.code(), "too_long");
+}

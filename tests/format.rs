@@ -188,3 +188,187 @@ fn a_damaged_file_on_disk_names_its_path() {
     let e = Engine::open(&p, EngineOptions::default()).unwrap_err().to_string();
     assert!(e.contains("broken-model.tsm") && e.contains("checksum"), "{e}");
 }
+
+/// Rewrites tensor `name`'s bytes with `f` and stores its new checksum, so the file is valid at
+/// the format level and only the semantic validation can refuse it.
+fn with_tensor(b: &[u8], name: &str, f: impl FnOnce(&mut [u8])) -> Vec<u8> {
+    let h = Header::parse(b).unwrap();
+    let meta = &b[h.meta_offset as usize..(h.meta_offset + h.meta_len) as usize];
+    let v: Value = serde_json::from_slice(meta).unwrap();
+    let t = v["tensors"].as_array().unwrap().iter().find(|t| t["name"] == name).unwrap().clone();
+    let (off, len) = (t["offset"].as_u64().unwrap() as usize, t["len"].as_u64().unwrap() as usize);
+    let mut out = b.to_vec();
+    let start = h.data_offset as usize + off;
+    f(&mut out[start..start + len]);
+    let c = crc(&out[start..start + len]);
+    with_meta(&out, |v| {
+        for t in v["tensors"].as_array_mut().unwrap() {
+            if t["name"] == name {
+                t["crc32"] = Value::from(c);
+            }
+        }
+    })
+}
+
+fn put_f32(bytes: &mut [u8], i: usize, x: f32) {
+    bytes[4 * i..4 * i + 4].copy_from_slice(&x.to_le_bytes());
+}
+
+fn sensitive_head_bytes(quant: Quant) -> Vec<u8> {
+    let opts = turnscore::convert::ConvertOptions {
+        quant,
+        checkpoint_head: turnscore::convert::HeadKind::Sensitive,
+        ..Default::default()
+    };
+    turnscore::convert::build(&data("tiny-bert-cls"), &opts).unwrap()
+}
+
+/// A NaN or infinite weight, a head whose rows do not match its labels, a transposed matrix, a
+/// NaN scale or a layer past `num_layers`: each file has valid checksums, and each is refused by
+/// the one validation that `Engine::new`, `inspect` and `convert` share.
+#[test]
+fn semantically_broken_models_are_refused_by_the_shared_validation() {
+    let b = sensitive_head_bytes(Quant::Int8);
+    let m = ModelFile::from_bytes(&b).unwrap();
+    let head = m.meta().sensitive.clone().unwrap();
+    type Case = (&'static str, Vec<u8>);
+    let cases: Vec<Case> = vec![
+        ("NaN or infinite", with_tensor(&b, &head.weight, |t| put_f32(t, 3, f32::NAN))),
+        ("NaN or infinite", with_tensor(&b, &head.bias, |t| put_f32(t, 0, f32::INFINITY))),
+        (
+            "NaN or infinite",
+            with_tensor(&b, "encoder.layer.1.output.LayerNorm.weight", |t| put_f32(t, 7, f32::NAN)),
+        ),
+        (
+            "non-finite scale",
+            with_tensor(&b, "encoder.layer.0.attention.self.query.weight.scale", |t| {
+                put_f32(t, 1, f32::NAN)
+            }),
+        ),
+        (
+            "expected",
+            with_meta(&b, |v| {
+                let labels = v["sensitive"]["labels"].as_array_mut().unwrap();
+                labels.pop();
+            }),
+        ),
+        (
+            "expected",
+            with_meta(&b, |v| {
+                for t in v["tensors"].as_array_mut().unwrap() {
+                    if t["name"] == "encoder.layer.0.intermediate.dense.weight" {
+                        t["shape"] = serde_json::json!([32, 64]);
+                    }
+                }
+            }),
+        ),
+        (
+            "belongs to no layer",
+            with_meta(&b, |v| v["architecture"]["num_layers"] = Value::from(1)),
+        ),
+    ];
+    for (want, bytes) in cases {
+        // The file itself is sound: only the semantic checks can catch it.
+        let Ok(m) = ModelFile::from_bytes(&bytes) else {
+            // A transposed packed matrix can fail the packing's own length check first.
+            assert!(err_of(&bytes).contains("expected") || err_of(&bytes).contains("match"));
+            continue;
+        };
+        let e = turnscore::validate_model(&m).unwrap_err().to_string();
+        assert!(e.contains(want), "validate: expected {want:?} in: {e}");
+        let e = err_of(&bytes);
+        assert!(e.contains(want), "Engine::new: expected {want:?} in: {e}");
+    }
+    assert!(turnscore::validate_model(&m).is_ok());
+}
+
+/// `convert` refuses a checkpoint whose weights hold a NaN, and writes nothing.
+#[test]
+fn convert_refuses_nan_weights() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = data("tiny-bert-cls");
+    let ck = dir.path().join("ck");
+    std::fs::create_dir(&ck).unwrap();
+    for f in ["config.json", "tokenizer.json", "model.safetensors"] {
+        std::fs::copy(src.join(f), ck.join(f)).unwrap();
+    }
+    let st = ck.join("model.safetensors");
+    let mut b = std::fs::read(&st).unwrap();
+    let n = u64::from_le_bytes(b[..8].try_into().unwrap()) as usize;
+    let h: Value = serde_json::from_slice(&b[8..8 + n]).unwrap();
+    let off = h["bert.embeddings.LayerNorm.weight"]["data_offsets"][0].as_u64().unwrap() as usize;
+    put_f32(&mut b[8 + n + off..], 2, f32::NAN);
+    std::fs::write(&st, &b).unwrap();
+    let out = dir.path().join("m.tsm");
+    let e = turnscore::convert::convert(&ck, &out, &Default::default()).unwrap_err().to_string();
+    assert!(e.contains("NaN or infinite") && e.contains("embeddings.LayerNorm.weight"), "{e}");
+    assert!(!out.exists(), "nothing is written");
+}
+
+fn policy_row(id: &str) -> turnscore::input::Row {
+    let l = format!(
+        r#"{{"id":"{id}","text":"a short turn about the trip","role":"user","region":"US","consent_ads":true,"is_minor":false,"account_linked":true}}"#
+    );
+    turnscore::input::parse_line(l.as_bytes(), 1)
+}
+
+fn reasons(e: &Engine, rows: &[turnscore::input::Row]) -> Vec<(bool, String)> {
+    use arrow_array::cast::AsArray;
+    let b = e.score_rows(rows).unwrap();
+    let el = b.column_by_name("ad_eligible").unwrap().as_boolean().clone();
+    let r = arrow_array::cast::as_dictionary_array::<arrow_array::types::Int32Type>(
+        b.column_by_name("reason").unwrap(),
+    )
+    .clone();
+    let vals = r.values().as_string::<i32>().clone();
+    (0..b.num_rows())
+        .map(|i| (el.value(i), vals.value(r.keys().value(i) as usize).to_string()))
+        .collect()
+}
+
+/// Finite weights large enough to overflow make NaN scores: the gate fails closed, naming the
+/// label, instead of reading a NaN as "below the threshold".
+#[test]
+fn a_model_that_overflows_into_nan_scores_makes_no_turn_ad_eligible() {
+    let b = sensitive_head_bytes(Quant::F32);
+    let b = with_tensor(&b, "embeddings.LayerNorm.weight", |t| {
+        for i in 0..t.len() / 4 {
+            put_f32(t, i, 3e38);
+        }
+    });
+    let e = engine_from_bytes(&b, 1);
+    let got = reasons(&e, &[policy_row("a"), policy_row("b")]);
+    for (ok, why) in got {
+        assert!(!ok && why.starts_with("score_not_finite:"), "{why}");
+    }
+}
+
+/// A model with no sensitive head cannot veto anything: no turn is ad-eligible unless the
+/// policy says so explicitly.
+#[test]
+fn a_model_without_a_sensitive_head_makes_no_turn_ad_eligible_by_default() {
+    let b = tiny_bytes("tiny-bert-cls", Quant::Int8); // the checkpoint's head becomes topics
+    let m = ModelFile::from_bytes(&b).unwrap();
+    assert!(m.meta().sensitive.is_none());
+    let e = engine_from_bytes(&b, 1);
+    assert_eq!(reasons(&e, &[policy_row("a")]), vec![(false, "no_sensitive_head".to_string())]);
+    let lax = turnscore::policy::Policy { require_sensitive_head: false, ..Default::default() };
+    let e =
+        Engine::new(m, EngineOptions { threads: 1, policy: lax, ..Default::default() }).unwrap();
+    assert_eq!(reasons(&e, &[policy_row("a")]), vec![(true, "ok".to_string())]);
+}
+
+/// A directory, or anything else that is not a regular file, is named as such (and a FIFO is
+/// never opened, which would block until a writer came).
+#[test]
+fn a_model_path_that_is_not_a_regular_file_is_refused_without_opening_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let e = ModelFile::open(dir.path()).unwrap_err().to_string();
+    assert!(e.contains("a directory, not a model file"), "{e}");
+    let fifo = dir.path().join("model.fifo");
+    let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+    if made.is_ok_and(|s| s.success()) {
+        let e = ModelFile::open(&fifo).unwrap_err().to_string();
+        assert!(e.contains("not a regular file"), "{e}");
+    }
+}

@@ -12,3 +12,6 @@ mod format;
 
 /// The engine API: one row per input in order, rejections, truncation, batch and thread invariance.
 mod api;
+
+/// Fuzz regressions and seeds replayed on stable: a clean error, never a panic.
+mod fuzz_regressions;

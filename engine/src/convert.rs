@@ -147,7 +147,11 @@ fn canonical(name: &str) -> Option<String> {
 /// [`Error::Convert`] naming an unsupported architecture, a missing or misshapen tensor, or a bad
 /// heads file; [`Error::Io`] for unreadable files.
 pub fn convert(dir: &Path, out: &Path, opts: &ConvertOptions) -> Result<()> {
-    crate::format::write_atomic(out, &build(dir, opts)?)
+    let bytes = build(dir, opts)?;
+    // The same validation as `Engine::new` and `inspect`: a checkpoint holding NaN or infinite
+    // weights, or heads that do not match their labels, never becomes a model file.
+    crate::model::validate(&crate::format::ModelFile::from_bytes(&bytes)?)?;
+    crate::format::write_atomic(out, &bytes)
 }
 
 /// As [`convert`], returning the model file's bytes (already validated) instead of writing.

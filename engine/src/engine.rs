@@ -14,7 +14,8 @@ use std::path::Path;
 /// Engine settings.
 #[derive(Clone, Debug)]
 pub struct EngineOptions {
-    /// Worker threads for tokenization and inference; 0 means one per available core.
+    /// Worker threads for tokenization and inference; 0 means one per available core. At most
+    /// [`MAX_THREADS`].
     pub threads: usize,
     /// Token budget of one encoder batch (turns are grouped by length under this budget).
     pub batch_tokens: usize,
@@ -29,6 +30,11 @@ pub struct EngineOptions {
     /// The policy gate (default: [`Policy::default`], the strict built-in policy).
     pub policy: Policy,
 }
+
+/// The most worker threads an engine takes. More than this is refused rather than started: the
+/// pool's threads are created up front, and a mistyped `100000` would otherwise spend minutes
+/// creating threads that have nothing to do.
+pub const MAX_THREADS: usize = 256;
 
 impl Default for EngineOptions {
     fn default() -> Self {
@@ -150,7 +156,7 @@ impl Engine {
     /// [`Error::Format`] if tensors are missing or misshapen, [`Error::Tokenizer`] if the stored
     /// tokenizer does not load, [`Error::Invalid`] if the thread pool cannot start.
     pub fn new(model: ModelFile, opts: EngineOptions) -> Result<Engine> {
-        Weights::new(&model).map_err(|e| match (e, model.path()) {
+        crate::model::validate(&model).map_err(|e| match (e, model.path()) {
             (e @ Error::Format { .. }, Some(p)) => e.with_path(p),
             (e, _) => e,
         })?;
@@ -187,6 +193,12 @@ impl Engine {
             let t: Vec<&str> = t.iter().map(String::as_str).collect();
             let s: Vec<&str> = s.iter().map(String::as_str).collect();
             opts.policy.check_labels(&t, &s)?;
+        }
+        if opts.threads > MAX_THREADS {
+            return Err(Error::Invalid(format!(
+                "threads {} is over the limit of {MAX_THREADS} (0 = one per core)",
+                opts.threads
+            )));
         }
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(opts.threads)
@@ -410,8 +422,34 @@ impl Engine {
         let toks = self.tokenize(texts)?;
         let (flat, owner) = flatten(&toks);
         let v = self.embed_ids(&flat)?;
-        let mut data = vec![0f32; texts.len() * h];
-        let mut count = vec![0u32; texts.len()];
+        Ok(self.mean_over_windows(&toks, &owner, &v, h))
+    }
+
+    /// As [`Engine::embed`], together with each text's scores as [`Engine::score_texts`] gives
+    /// them (each label's maximum over the text's windows), from one encoder pass: what the gate
+    /// needs to say whether an embedded turn is ad-eligible.
+    ///
+    /// # Errors
+    /// As [`Engine::embed`].
+    pub fn embed_scored(&self, texts: &[&str]) -> Result<(Embeddings, Vec<TurnScores>)> {
+        let h = self.model.meta().architecture.hidden_size as usize;
+        let toks = self.tokenize(texts)?;
+        let (flat, owner) = flatten(&toks);
+        let w = Weights::new(&self.model)?;
+        let v = self.embed_ids_pairs(&w, &flat, &[])?;
+        let scores = self.max_over_windows(&toks, &owner, &w, &v, flat.len());
+        Ok((self.mean_over_windows(&toks, &owner, &v, h), scores))
+    }
+
+    fn mean_over_windows(
+        &self,
+        toks: &[Tokenized],
+        owner: &[usize],
+        v: &[f32],
+        h: usize,
+    ) -> Embeddings {
+        let mut data = vec![0f32; toks.len() * h];
+        let mut count = vec![0u32; toks.len()];
         for (w, &i) in owner.iter().enumerate() {
             count[i] += 1;
             data[i * h..(i + 1) * h]
@@ -431,7 +469,38 @@ impl Engine {
             }
         }
         let tokens = toks.iter().map(|t| t.tokens).collect();
-        Ok(Embeddings { dim: h, data, tokens, windows: count })
+        Embeddings { dim: h, data, tokens, windows: count }
+    }
+
+    fn max_over_windows(
+        &self,
+        toks: &[Tokenized],
+        owner: &[usize],
+        w: &Weights<'_>,
+        pooled: &[f32],
+        n: usize,
+    ) -> Vec<TurnScores> {
+        let (t, s) = heads(w, pooled, n);
+        let (nt, ns) = (self.topic_labels().len(), self.sensitive_labels().len());
+        let mut out: Vec<TurnScores> = toks
+            .iter()
+            .map(|tk| TurnScores {
+                topics: vec![f32::NEG_INFINITY; nt],
+                sensitive: vec![f32::NEG_INFINITY; ns],
+                tokens: tk.tokens,
+                windows: tk.windows.len() as u32,
+            })
+            .collect();
+        for (w, &i) in owner.iter().enumerate() {
+            let o = &mut out[i];
+            // `f32::max` would drop a NaN; the gate must see it (it fails closed on one).
+            let keep = |a: &mut f32, b: f32| {
+                *a = if a.is_nan() || b.is_nan() { f32::NAN } else { a.max(b) }
+            };
+            o.topics.iter_mut().zip(&t[w * nt..(w + 1) * nt]).for_each(|(a, &b)| keep(a, b));
+            o.sensitive.iter_mut().zip(&s[w * ns..(w + 1) * ns]).for_each(|(a, &b)| keep(a, b));
+        }
+        out
     }
 
     /// Head scores for pooled vectors (`n × hidden`): `(topics, sensitive)`, each `n × labels`.
@@ -466,23 +535,7 @@ impl Engine {
             owner.iter().map(|&i| toks[i].pair_start.map(|s| s as usize)).collect();
         let w = Weights::new(&self.model)?;
         let pooled = self.embed_ids_pairs(&w, &flat, &pairs)?;
-        let (t, s) = heads(&w, &pooled, flat.len());
-        let (nt, ns) = (self.topic_labels().len(), self.sensitive_labels().len());
-        let mut out: Vec<TurnScores> = toks
-            .iter()
-            .map(|tk| TurnScores {
-                topics: vec![f32::NEG_INFINITY; nt],
-                sensitive: vec![f32::NEG_INFINITY; ns],
-                tokens: tk.tokens,
-                windows: tk.windows.len() as u32,
-            })
-            .collect();
-        for (w, &i) in owner.iter().enumerate() {
-            let o = &mut out[i];
-            o.topics.iter_mut().zip(&t[w * nt..(w + 1) * nt]).for_each(|(a, &b)| *a = a.max(b));
-            o.sensitive.iter_mut().zip(&s[w * ns..(w + 1) * ns]).for_each(|(a, &b)| *a = a.max(b));
-        }
-        Ok(out)
+        Ok(self.max_over_windows(&toks, &owner, &w, &pooled, flat.len()))
     }
 
     /// The policy's decision for each row before inference: `Some(why)` for a turn it does not

@@ -68,6 +68,9 @@ pub enum RejectReason {
     /// A field has a value outside its domain (the field's name), e.g. a region that is not a
     /// two-letter code or a role other than `user` / `assistant`.
     BadValue(&'static str),
+    /// A field the engine reads appears twice in one JSON object (the field's name). Which one
+    /// a reader takes differs between JSON libraries, so the row is not trusted at all.
+    DuplicateKey(&'static str),
 }
 
 impl RejectReason {
@@ -83,6 +86,7 @@ impl RejectReason {
             RejectReason::TypeMismatch(f) => format!("type_mismatch:{f}"),
             RejectReason::BadValue(f) => format!("bad_value:{f}"),
             RejectReason::TooLong => "too_long".into(),
+            RejectReason::DuplicateKey(f) => format!("duplicate_key:{f}"),
         }
     }
 }
@@ -142,6 +146,80 @@ pub struct FieldMap {
     pub ts: String,
 }
 
+impl FieldMap {
+    /// `(field, key)` for every field, in the order of the input schema.
+    pub fn fields(&self) -> [(&'static str, &str); 11] {
+        [
+            ("id", &self.id),
+            ("text", &self.text),
+            ("user_id", &self.user_id),
+            ("conversation_id", &self.conversation_id),
+            ("turn", &self.turn),
+            ("role", &self.role),
+            ("region", &self.region),
+            ("consent_ads", &self.consent_ads),
+            ("is_minor", &self.is_minor),
+            ("account_linked", &self.account_linked),
+            ("ts", &self.ts),
+        ]
+    }
+}
+
+/// A JSON line's top level: an object's members in order, duplicates kept (serde_json's own
+/// map keeps only the last of a repeated key), or anything else.
+enum TopLevel {
+    Object(Vec<(String, Value)>),
+    Other,
+}
+
+impl<'de> serde::Deserialize<'de> for TopLevel {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> serde::de::Visitor<'de> for V {
+            type Value = TopLevel;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut m: A,
+            ) -> Result<TopLevel, A::Error> {
+                let mut pairs = Vec::new();
+                while let Some((k, v)) = m.next_entry::<String, Value>()? {
+                    pairs.push((k, v));
+                }
+                Ok(TopLevel::Object(pairs))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut s: A,
+            ) -> Result<TopLevel, A::Error> {
+                while s.next_element::<serde::de::IgnoredAny>()?.is_some() {}
+                Ok(TopLevel::Other)
+            }
+            fn visit_bool<E>(self, _: bool) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+            fn visit_i64<E>(self, _: i64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+            fn visit_u64<E>(self, _: u64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+            fn visit_f64<E>(self, _: f64) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+            fn visit_str<E>(self, _: &str) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+            fn visit_unit<E>(self) -> Result<TopLevel, E> {
+                Ok(TopLevel::Other)
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
 impl Default for FieldMap {
     fn default() -> Self {
         FieldMap {
@@ -169,9 +247,13 @@ pub struct ReadOptions {
     pub max_text_bytes: usize,
 }
 
+/// The default limit on a turn's text: longer texts are rejected as `too_long` (the CLI's
+/// `--max-bytes`, the Python module's `max_text_bytes`).
+pub const DEFAULT_MAX_TEXT_BYTES: usize = 100_000;
+
 impl Default for ReadOptions {
     fn default() -> Self {
-        ReadOptions { fields: FieldMap::default(), max_text_bytes: usize::MAX }
+        ReadOptions { fields: FieldMap::default(), max_text_bytes: DEFAULT_MAX_TEXT_BYTES }
     }
 }
 
@@ -207,6 +289,9 @@ fn optional_fields(v: &Value, f: &FieldMap, t: &mut Turn) -> Result<(), RejectRe
     t.conversation_id = opt_string(v, &f.conversation_id, "conversation_id")?;
     t.turn = match v.get(&f.turn) {
         None | Some(Value::Null) => None,
+        Some(Value::Number(n)) if n.is_u64() => {
+            Some(n.as_i64().ok_or(RejectReason::BadValue("turn"))?)
+        }
         Some(Value::Number(n)) => Some(n.as_i64().ok_or(RejectReason::TypeMismatch("turn"))?),
         Some(_) => return Err(RejectReason::TypeMismatch("turn")),
     };
@@ -250,8 +335,8 @@ fn check_text(text: &str, max: usize) -> Result<(), RejectReason> {
     }
 }
 
-/// Parses one JSONL line (without its line terminator) into a row, with no limit on the text's
-/// length.
+/// Parses one JSONL line (without its line terminator) into a row, with the default limit on
+/// the text's length ([`DEFAULT_MAX_TEXT_BYTES`]).
 pub fn parse_line(bytes: &[u8], line: u64) -> Row {
     parse_line_with(bytes, line, &ReadOptions::default())
 }
@@ -274,12 +359,25 @@ pub fn parse_line_with(bytes: &[u8], line: u64, opts: &ReadOptions) -> Row {
             .and_then(|v| id_of(&v, &f.id).ok().flatten());
         return reject(id, RejectReason::InvalidUtf8);
     }
-    let v: Value = match serde_json::from_slice(bytes) {
-        Ok(v) => v,
+    let (v, dups) = match serde_json::from_slice::<TopLevel>(bytes) {
+        Ok(TopLevel::Object(pairs)) => {
+            let mut dups: Vec<String> = Vec::new();
+            let mut map = serde_json::Map::with_capacity(pairs.len());
+            for (k, val) in pairs {
+                if map.contains_key(&k) {
+                    dups.push(k);
+                } else {
+                    map.insert(k, val);
+                }
+            }
+            (Value::Object(map), dups)
+        }
+        Ok(TopLevel::Other) => return reject(None, RejectReason::NotObject),
         Err(_) => return reject(None, RejectReason::BadJson),
     };
-    if !v.is_object() {
-        return reject(None, RejectReason::NotObject);
+    if let Some(field) = f.fields().into_iter().find(|(_, key)| dups.iter().any(|d| d == *key)) {
+        let id = if field.0 == "id" { None } else { id_of(&v, &f.id).ok().flatten() };
+        return reject(id, RejectReason::DuplicateKey(field.0));
     }
     let id = match id_of(&v, &f.id) {
         Ok(Some(id)) => id,
@@ -353,6 +451,10 @@ impl<R: BufRead> JsonlReader<R> {
             }
             self.line += 1;
             let mut l = &self.buf[..];
+            if self.line == 1 {
+                // A UTF-8 byte order mark (as some Windows tools write) is not part of the row.
+                l = l.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(l);
+            }
             if let Some(s) = l.strip_suffix(b"\n") {
                 l = s;
             }
@@ -411,33 +513,31 @@ pub fn rows_from_batch(
     };
     // Each column becomes a closure row -> Option<String> (or bool / i64).
     type Getter<'a, T> = Box<dyn Fn(usize) -> Option<T> + 'a>;
+    // Every string-like column is read through one `Utf8` view: dictionary-encoded strings and
+    // (where the field allows it) integer columns of any width are cast first; a column of the
+    // Null type reads as absent in every row.
     let string_col =
         |field: &str, col: &str, ints: bool| -> crate::Result<Option<Getter<'_, String>>> {
             let Some(a) = batch.column_by_name(col) else { return Ok(None) };
-            let g: Getter<'_, String> = match a.data_type() {
-                DataType::Utf8 => {
-                    let a = a.as_string::<i32>();
-                    Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
-                }
-                DataType::LargeUtf8 => {
-                    let a = a.as_string::<i64>();
-                    Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
-                }
-                DataType::Utf8View => {
-                    let a = a.as_string_view();
-                    Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
-                }
-                DataType::Int64 if ints => {
-                    let a = a.as_primitive::<arrow_array::types::Int64Type>();
-                    Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
-                }
-                DataType::Int32 if ints => {
-                    let a = a.as_primitive::<arrow_array::types::Int32Type>();
-                    Box::new(move |i| a.is_valid(i).then(|| a.value(i).to_string()))
-                }
-                t => return Err(bad(field, col, t)),
+            let t = a.data_type();
+            let stringy = |t: &DataType| {
+                matches!(t, DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View)
             };
-            Ok(Some(g))
+            let ok = match t {
+                DataType::Null => return Ok(Some(Box::new(|_| None))),
+                DataType::Dictionary(_, v) => stringy(v) || (ints && v.is_integer()),
+                t => stringy(t) || (ints && t.is_integer()),
+            };
+            if !ok {
+                return Err(bad(field, col, t));
+            }
+            let c = if *t == DataType::Utf8 {
+                a.clone()
+            } else {
+                arrow_cast::cast(a, &DataType::Utf8).map_err(|_| bad(field, col, t))?
+            };
+            let c = c.as_string::<i32>().clone();
+            Ok(Some(Box::new(move |i| c.is_valid(i).then(|| c.value(i).to_string()))))
         };
     let bool_col = |field: &str, col: &str| -> crate::Result<Option<Getter<'_, bool>>> {
         let Some(a) = batch.column_by_name(col) else { return Ok(None) };
@@ -446,6 +546,7 @@ pub fn rows_from_batch(
                 let a = a.as_boolean();
                 Ok(Some(Box::new(move |i| a.is_valid(i).then(|| a.value(i)))))
             }
+            DataType::Null => Ok(Some(Box::new(|_| None))),
             t => Err(bad(field, col, t)),
         }
     };
@@ -461,12 +562,21 @@ pub fn rows_from_batch(
     let consent = bool_col("consent_ads", &f.consent_ads)?;
     let minor = bool_col("is_minor", &f.is_minor)?;
     let linked = bool_col("account_linked", &f.account_linked)?;
-    let turn: Option<Getter<'_, i64>> = match batch.column_by_name(&f.turn) {
+    // `turn` as i64; a value that does not fit (a UInt64 over i64::MAX) rejects its row as
+    // `bad_value:turn`, as in JSON lines, instead of becoming null.
+    type TurnGetter<'a> = Box<dyn Fn(usize) -> Result<Option<i64>, RejectReason> + 'a>;
+    let turn: Option<TurnGetter<'_>> = match batch.column_by_name(&f.turn) {
         None => None,
+        Some(a) if *a.data_type() == DataType::Null => Some(Box::new(|_| Ok(None))),
         Some(a) => match arrow_cast::cast(a, &DataType::Int64) {
             Ok(c) if a.data_type().is_integer() => {
                 let c = c.as_primitive::<arrow_array::types::Int64Type>().clone();
-                Some(Box::new(move |i| c.is_valid(i).then(|| c.value(i))))
+                let orig = a.clone();
+                Some(Box::new(move |i| match (orig.is_valid(i), c.is_valid(i)) {
+                    (false, _) => Ok(None),
+                    (true, true) => Ok(Some(c.value(i))),
+                    (true, false) => Err(RejectReason::BadValue("turn")),
+                }))
             }
             _ => return Err(bad("turn", &f.turn, a.data_type())),
         },
@@ -503,6 +613,13 @@ pub fn rows_from_batch(
                 continue;
             }
         };
+        let turn_no = match turn.as_ref().map_or(Ok(None), |g| g(i)) {
+            Ok(t) => t,
+            Err(r) => {
+                rows.push(reject(Some(idv), r));
+                continue;
+            }
+        };
         rows.push(Row {
             line,
             turn: Ok(Turn {
@@ -510,7 +627,7 @@ pub fn rows_from_batch(
                 text: tv,
                 user_id: get(&user, i),
                 conversation_id: get(&conv, i),
-                turn: turn.as_ref().and_then(|g| g(i)),
+                turn: turn_no,
                 role,
                 region,
                 consent_ads: getb(&consent, i),
@@ -574,6 +691,49 @@ mod tests {
         let rej = r.turn.unwrap_err();
         assert_eq!(rej.reason, RejectReason::InvalidUtf8);
         assert_eq!(rej.id.as_deref(), Some("u1"), "id is recovered for tracing");
+    }
+
+    #[test]
+    fn a_field_given_twice_rejects_the_row() {
+        for (line, field) in [
+            (&br#"{"id":"x","text":"a","region":"DE","region":"US"}"#[..], "region"),
+            (br#"{"id":"x","text":"a","is_minor":true,"is_minor":false}"#, "is_minor"),
+            (br#"{"id":"x","text":"a","text":"b"}"#, "text"),
+            (br#"{"id":"x","id":"y","text":"a"}"#, "id"),
+        ] {
+            let rej = parse_line(line, 1).turn.unwrap_err();
+            assert_eq!(rej.reason.code(), format!("duplicate_key:{field}"));
+            // The id is kept for tracing unless it is the key given twice.
+            assert_eq!(rej.id.is_some(), field != "id");
+        }
+        // A repeated key the engine does not read changes nothing.
+        assert!(parse_line(br#"{"id":"x","text":"a","extra":1,"extra":2}"#, 1).turn.is_ok());
+        // With a mapping, the mapped key is the one that counts.
+        let mut o = ReadOptions::default();
+        o.fields.region = "country".into();
+        let l = br#"{"id":"x","text":"a","country":"DE","country":"US"}"#;
+        assert_eq!(
+            parse_line_with(l, 1, &o).turn.unwrap_err().reason,
+            RejectReason::DuplicateKey("region")
+        );
+    }
+
+    #[test]
+    fn turn_past_i64_is_a_bad_value() {
+        assert_eq!(
+            reason(br#"{"id":"x","text":"a","turn":18446744073709551615}"#),
+            Some(RejectReason::BadValue("turn"))
+        );
+        assert_eq!(reason(br#"{"id":"x","text":"a","turn":9223372036854775807}"#), None);
+    }
+
+    #[test]
+    fn a_byte_order_mark_before_the_first_row_is_not_part_of_it() {
+        let data = b"\xEF\xBB\xBF{\"id\":\"1\",\"text\":\"a\"}\n\xEF\xBB\xBF{\"id\":\"2\",\"text\":\"b\"}\n";
+        let rows = JsonlReader::new(&data[..]).next_chunk(10).unwrap();
+        assert!(rows[0].turn.is_ok(), "{:?}", rows[0]);
+        // Only the start of the input may carry one.
+        assert_eq!(rows[1].turn.as_ref().unwrap_err().reason, RejectReason::BadJson);
     }
 
     #[test]
@@ -642,5 +802,33 @@ mod arrow_tests {
         assert!(e.contains("\"message\"") && e.contains("is_minor"), "{e}");
         opts2 = ReadOptions::default();
         assert!(rows_from_batch(&b, 1, &opts2).unwrap_err().to_string().contains("no id column"));
+    }
+
+    #[test]
+    fn dictionary_null_and_other_integer_columns_are_read() {
+        use arrow_array::types::Int32Type;
+        use arrow_array::{DictionaryArray, Int16Array, NullArray, UInt64Array};
+        let text: DictionaryArray<Int32Type> =
+            vec![Some("hello"), Some("hello"), Some("bye")].into_iter().collect();
+        let b = RecordBatch::try_from_iter(vec![
+            ("id", Arc::new(UInt64Array::from(vec![1, u64::MAX, 3])) as ArrayRef),
+            ("text", Arc::new(text) as ArrayRef),
+            ("user_id", Arc::new(Int16Array::from(vec![-7, 8, 9])) as ArrayRef),
+            ("region", Arc::new(NullArray::new(3)) as ArrayRef),
+            ("consent_ads", Arc::new(NullArray::new(3)) as ArrayRef),
+            ("turn", Arc::new(UInt64Array::from(vec![Some(1), None, Some(u64::MAX)])) as ArrayRef),
+        ])
+        .unwrap();
+        let rows = rows_from_batch(&b, 1, &ReadOptions::default()).unwrap();
+        let t = rows[0].turn.as_ref().unwrap();
+        assert_eq!(
+            (t.id.as_str(), t.text.as_str(), t.user_id.as_deref(), t.region.as_deref(), t.turn),
+            ("1", "hello", Some("-7"), None, Some(1))
+        );
+        assert_eq!(rows[1].turn.as_ref().unwrap().id, u64::MAX.to_string());
+        assert_eq!(rows[1].turn.as_ref().unwrap().turn, None);
+        // A turn number past i64 rejects its row, as in JSON lines.
+        let rej = rows[2].turn.as_ref().unwrap_err();
+        assert_eq!((rej.reason.code(), rej.id.as_deref()), ("bad_value:turn".into(), Some("3")));
     }
 }

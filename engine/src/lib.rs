@@ -53,6 +53,7 @@ pub mod convert;
 mod engine;
 mod error;
 pub mod format;
+pub mod gate;
 pub mod input;
 pub mod kernels;
 pub mod linalg;
@@ -62,6 +63,6 @@ pub use model::bench_layer;
 pub mod output;
 pub mod policy;
 
-pub use engine::{Embeddings, Engine, EngineOptions};
+pub use engine::{Embeddings, Engine, EngineOptions, MAX_THREADS};
 pub use error::{Error, Result};
-pub use model::Scratch;
+pub use model::{validate as validate_model, Scratch};

@@ -77,40 +77,7 @@ pub fn schema(topics: &[LabelMeta], sensitive: &[LabelMeta]) -> SchemaRef {
     Arc::new(Schema::new(fields))
 }
 
-/// Labels of `scores` that are on: trained and at or above their threshold.
-pub fn hits<'a>(labels: &'a [LabelMeta], scores: &[f32]) -> Vec<&'a str> {
-    labels
-        .iter()
-        .zip(scores)
-        .filter(|(l, &s)| l.trained && s >= l.threshold)
-        .map(|(l, _)| l.name.as_str())
-        .collect()
-}
-
-/// The gate's decision for one scored turn: `(ad_eligible, reason, sensitive hits, interests)`.
-pub fn decide<'a>(
-    topics: &'a [LabelMeta],
-    sensitive: &'a [LabelMeta],
-    policy: &Policy,
-    s: &TurnScores,
-) -> (bool, String, Vec<&'a str>, Vec<&'a str>) {
-    let shits = hits(sensitive, &s.sensitive);
-    if shits.is_empty() {
-        let mut ints = hits(topics, &s.topics);
-        ints.retain(|l| !policy.is_proxy(l));
-        (true, "ok".into(), shits, ints)
-    } else {
-        // The highest-scoring sensitive hit names the reason.
-        let top = sensitive
-            .iter()
-            .zip(&s.sensitive)
-            .filter(|(l, _)| shits.contains(&l.name.as_str()))
-            .max_by(|a, b| a.1.total_cmp(b.1))
-            .map(|(l, _)| l.name.as_str())
-            .unwrap_or_default();
-        (false, format!("sensitive:{top}"), shits, Vec::new())
-    }
-}
+pub use crate::gate::{decide, hits};
 
 /// A struct column of scores; `hidden[l]` nulls label `l` in every row (proxy topics).
 fn score_struct(
@@ -170,7 +137,8 @@ pub fn build_batch(
                 }
                 user.append_option(turn.user_id.as_deref());
                 conv.append_option(turn.conversation_id.as_deref());
-                let (ok, why, sh, ints) = decide(topics, sensitive, policy, s);
+                let d = decide(topics, sensitive, policy, s);
+                let ok = d.reason.ad_eligible();
                 for (c, &v) in scols.iter_mut().zip(&s.sensitive) {
                     c[i] = v;
                 }
@@ -181,12 +149,12 @@ pub fn build_batch(
                     }
                     tvalid[i] = true;
                 }
-                ints.iter().for_each(|l| interests.values().append_value(l));
+                d.interests.iter().for_each(|l| interests.values().append_value(l));
                 interests.append(true);
-                sh.iter().for_each(|l| shits.values().append_value(l));
+                d.sensitive_hits.iter().for_each(|l| shits.values().append_value(l));
                 shits.append(true);
                 elig.append_value(ok);
-                reason.append_value(why);
+                reason.append_value(d.reason.to_string());
                 tokens.append_value(s.tokens);
                 windows.append_value(s.windows);
             }
@@ -196,7 +164,7 @@ pub fn build_batch(
                 interests.append(true);
                 shits.append(true);
                 elig.append_value(false);
-                reason.append_value(sup.reason());
+                reason.append_value(crate::gate::Reason::Suppressed(sup.clone()).to_string());
                 tokens.append_null();
                 windows.append_null();
             }
@@ -206,7 +174,7 @@ pub fn build_batch(
                 interests.append(true);
                 shits.append(true);
                 elig.append_value(false);
-                reason.append_value(format!("rejected:{}", rej.reason.code()));
+                reason.append_value(crate::gate::Reason::Rejected(rej.reason.clone()).to_string());
                 tokens.append_null();
                 windows.append_null();
             }
@@ -237,6 +205,7 @@ pub fn build_batch(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::gate::Class;
 
     fn labels(names: &[(&str, f32, bool)]) -> Vec<LabelMeta> {
         names
@@ -298,6 +267,32 @@ mod tests {
             (&plain, s([0.49, 0.49, 0.0], [0.39, 0.59, 0.0]), true, "ok", vec![], vec![]),
             // a proxy topic is never an interest, the others still are
             (&proxied, s([0.9, 0.9, 0.0], [0.1, 0.1, 0.0]), true, "ok", vec![], vec!["travel"]),
+            // a NaN anywhere fails closed, even with every other score clean
+            (
+                &plain,
+                s([0.9, f32::NAN, 0.0], [0.1, 0.1, 0.0]),
+                false,
+                "score_not_finite:fitness",
+                vec![],
+                vec![],
+            ),
+            (
+                &plain,
+                s([0.9, 0.0, 0.0], [0.1, 0.1, f32::NAN]),
+                false,
+                "score_not_finite:dna",
+                vec![],
+                vec![],
+            ),
+            // an infinite score is not a hit to trust either: the non-finite rule comes first
+            (
+                &plain,
+                s([0.9, 0.0, 0.0], [f32::INFINITY, 0.1, 0.0]),
+                false,
+                "score_not_finite:health",
+                vec!["health"],
+                vec![],
+            ),
             // proxy and veto together: the veto decides
             (
                 &proxied,
@@ -309,8 +304,38 @@ mod tests {
             ),
         ];
         for (i, (p, sc, ok, why, sh, ints)) in table.into_iter().enumerate() {
-            let got = decide(&topics, &sensitive, p, &sc);
+            assert_eq!(
+                Class::of_reason(why),
+                if ok { Class::Ok } else { Class::Vetoed },
+                "row {i}: class of {why}"
+            );
+            let d = decide(&topics, &sensitive, p, &sc);
+            let got = (d.reason.ad_eligible(), d.reason.to_string(), d.sensitive_hits, d.interests);
             assert_eq!(got, (ok, why.to_string(), sh, ints), "row {i}");
         }
+    }
+
+    /// A model without a trained sensitive label cannot veto anything: no turn is ad-eligible
+    /// unless the policy explicitly allows it.
+    #[test]
+    fn no_sensitive_head_fails_closed_unless_the_policy_allows_it() {
+        let topics = labels(&[("travel", 0.5, true)]);
+        let untrained = labels(&[("health", 0.5, false)]);
+        let sc = |n: usize| TurnScores {
+            topics: vec![0.9],
+            sensitive: vec![0.0; n],
+            tokens: 3,
+            windows: 1,
+        };
+        let strict = Policy::default();
+        for (sens, n) in [(&[][..], 0), (&untrained[..], 1)] {
+            let d = decide(&topics, sens, &strict, &sc(n));
+            assert_eq!(d.reason.to_string(), "no_sensitive_head");
+            assert!(!d.reason.ad_eligible() && d.interests.is_empty());
+            assert_eq!(Class::of_reason("no_sensitive_head"), Class::Vetoed);
+        }
+        let lax = Policy { require_sensitive_head: false, ..Policy::default() };
+        let d = decide(&topics, &[], &lax, &sc(0));
+        assert_eq!((d.reason.to_string(), d.interests), ("ok".to_string(), vec!["travel"]));
     }
 }

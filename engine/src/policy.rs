@@ -22,10 +22,18 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
 /// EU member states, EEA members (IS, LI, NO), the UK and South Korea, as ISO 3166-1 alpha-2
-/// codes, plus the aliases `UK` (for GB) and `EL` (the EU's code for Greece).
-pub const DEFAULT_EXCLUDED_REGIONS: [&str; 35] = [
+/// codes; the parts of the EU that have codes of their own (the outermost regions GP, GF, MQ,
+/// RE, YT and MF; Åland AX; the Canary Islands IC and Ceuta and Melilla EA, both exceptionally
+/// reserved codes); and the aliases `EU` (the Union itself), `UK` (for GB), `EL` (the EU's code
+/// for Greece) and `XI` (Northern Ireland). The Azores and Madeira have no code of their own:
+/// they are `PT`.
+pub const DEFAULT_EXCLUDED_REGIONS: [&str; 45] = [
     "AT", "BE", "BG", "HR", "CY", "CZ", "DK", "EE", "FI", "FR", "DE", "GR", "HU", "IE", "IT", "LV",
     "LT", "LU", "MT", "NL", "PL", "PT", "RO", "SK", "SI", "ES", "SE", // EU 27
+    "GP", "GF", "MQ", "RE", "YT", "MF", // EU outermost regions with ISO codes
+    "AX", // Åland (Finland)
+    "IC", "EA", // Canary Islands; Ceuta and Melilla (Spain), exceptionally reserved codes
+    "EU", // the Union as a region value
     "IS", "LI", "NO", // EEA
     "GB", "UK", // United Kingdom
     "KR", // South Korea
@@ -52,18 +60,27 @@ pub struct Policy {
     /// Topic label → the sensitive labels it stands proxy for. Such topics are never emitted.
     #[serde(default)]
     pub topic_proxies: BTreeMap<String, Vec<String>>,
+    /// A model with no trained sensitive label makes no turn ad-eligible (`no_sensitive_head`)
+    /// unless this is `false`: only a policy that says so explicitly lets such a model target.
+    #[serde(default = "yes")]
+    pub require_sensitive_head: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 impl Default for Policy {
     fn default() -> Self {
         Policy {
-            version: "turnscore-default-2026-11".into(),
+            version: "turnscore-default-2026-12".into(),
             excluded_regions: DEFAULT_EXCLUDED_REGIONS.iter().map(|s| s.to_string()).collect(),
             require_consent: true,
             exclude_minors: true,
             require_account_linked: true,
             ad_roles: vec![Role::User],
             topic_proxies: BTreeMap::new(),
+            require_sensitive_head: true,
         }
     }
 }
@@ -329,12 +346,16 @@ mod tests {
     #[test]
     fn every_default_region_is_excluded_case_insensitively() {
         let p = Policy::default();
-        for r in ["de", "FR", "gb", "UK", "kr", "NO", "is", "li", "ie"] {
+        for r in [
+            "de", "FR", "gb", "UK", "kr", "NO", "is", "li", "ie", // members, EEA, UK, Korea
+            "RE", "gp", "MQ", "GF", "YT", "MF", "AX", "IC", "EA", "eu", "EL",
+            "XI", // parts, aliases
+        ] {
             let got =
                 p.admit(&turn(Some(r), Some(false), Some(true), Some(true), Some(Role::User)));
             assert_eq!(got, Some(Suppression::Region(Some(r.to_ascii_uppercase()))), "{r}");
         }
-        for r in ["US", "BR", "JP", "CH", "IN"] {
+        for r in ["US", "BR", "JP", "CH", "IN", "PM", "NC", "GL"] {
             assert_eq!(
                 p.admit(&turn(Some(r), Some(false), Some(true), Some(true), Some(Role::User))),
                 None,

@@ -12,7 +12,7 @@ use arrow_pyarrow::PyArrowType;
 use pyo3::exceptions::PyValueError;
 use pyo3::prelude::*;
 use std::sync::Arc;
-use turnscore::input::{rows_from_batch, FieldMap, ReadOptions};
+use turnscore::input::{rows_from_batch, FieldMap, ReadOptions, DEFAULT_MAX_TEXT_BYTES};
 use turnscore::policy::Policy;
 use turnscore::{Engine, EngineOptions};
 
@@ -79,7 +79,7 @@ impl NativeEngine {
             *slot = v;
         }
         let opts =
-            ReadOptions { fields: map, max_text_bytes: max_text_bytes.unwrap_or(usize::MAX) };
+            ReadOptions { fields: map, max_text_bytes: max_text_bytes.unwrap_or(DEFAULT_MAX_TEXT_BYTES) };
         let engine = self.engine.clone();
         let batch = batch.0;
         // Inference without the GIL: other Python threads run meanwhile.

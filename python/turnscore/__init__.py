@@ -41,8 +41,8 @@ class Engine:
     """A turnscore engine.
 
     model: path of a model file, or None for the model bundled in the module.
-    threads: worker threads for tokenization and inference (0 = one per core). Under Spark, set
-        it to spark.task.cpus.
+    threads: worker threads for tokenization and inference (0 = one per core, at most 256). Under
+        Spark, set it to spark.task.cpus.
     policy: a policy file path or a dict (see `turnscore policy` in the CLI), or None for the
         built-in strict policy.
     batch_tokens: token budget of one encoder batch.
@@ -86,6 +86,8 @@ class Engine:
         text and the id; `columns` maps any other engine field (see FIELDS) to an input column.
         Columns the input lacks are read as missing (the policy reads missing fields strictly).
         `spark=True` returns Spark-compatible types (see the module documentation).
+        `max_text_bytes`: texts longer than this are rejected as `rejected:too_long` (default
+        100,000 bytes, as in the CLI).
         """
         fields = {"text": text_col, "id": id_col}
         for k, v in (columns or {}).items():

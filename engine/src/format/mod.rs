@@ -203,6 +203,13 @@ impl ModelFile {
     pub fn open(path: impl AsRef<Path>) -> Result<ModelFile> {
         let path = path.as_ref();
         let io = |source| Error::Io { path: path.to_path_buf(), source };
+        // Look before opening: opening a FIFO blocks until a writer comes, and a directory or a
+        // device "opens" and then fails with a misleading OS error.
+        let md = std::fs::metadata(path).map_err(io)?;
+        if !md.is_file() {
+            let kind = if md.is_dir() { "a directory" } else { "not a regular file" };
+            return Err(Error::format(format!("{kind}, not a model file")).with_path(path));
+        }
         let file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
         if len == 0 {
@@ -226,6 +233,11 @@ impl ModelFile {
     /// As [`ModelFile::open`].
     pub fn open_read(path: impl AsRef<Path>) -> Result<ModelFile> {
         let path = path.as_ref();
+        let md = std::fs::metadata(path)
+            .map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
+        if !md.is_file() {
+            return Err(Error::format("not a regular file, not a model file").with_path(path));
+        }
         let bytes =
             std::fs::read(path).map_err(|source| Error::Io { path: path.to_path_buf(), source })?;
         Self::from_bytes(&bytes).map_err(|e| e.with_path(path))

@@ -332,6 +332,42 @@ impl<'a> Weights<'a> {
     }
 }
 
+/// Checks everything the engine needs of a model beyond the file format: every tensor the
+/// architecture names is present with its shape (heads with one row per label), no weight is NaN
+/// or infinite, and no encoder layer exists past `num_layers`. [`crate::Engine::new`], `inspect`
+/// and the converter all call this one function, so a file one of them refuses, all refuse.
+///
+/// # Errors
+/// [`Error::Format`] naming the tensor and the problem.
+pub fn validate(m: &ModelFile) -> Result<()> {
+    Weights::new(m)?;
+    let layers = m.meta().architecture.num_layers;
+    for t in &m.meta().tensors {
+        if let Some(rest) = t.name.strip_prefix("encoder.layer.") {
+            let i: Option<u64> = rest.split('.').next().and_then(|n| n.parse().ok());
+            if i.is_none_or(|i| i >= layers) {
+                return Err(Error::format(format!(
+                    "tensor {:?} belongs to no layer of the architecture (num_layers {layers})",
+                    t.name
+                )));
+            }
+        }
+        let bad = match m.tensor(&t.name)?.0 {
+            TensorData::F32(v) => v.iter().position(|x| !x.is_finite()),
+            TensorData::F16(v) => v.iter().position(|x| !x.is_finite()),
+            _ => None,
+        };
+        if let Some(i) = bad {
+            return Err(Error::format(format!(
+                "tensor {:?} holds a NaN or infinite value (element {i}): the model would score \
+                 nonsense",
+                t.name
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// Reusable buffers for one thread's forward passes.
 #[derive(Default, Debug)]
 pub struct Scratch {

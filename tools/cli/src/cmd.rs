@@ -117,12 +117,21 @@ pub fn run(cmd: Command) -> Result<()> {
     }
 }
 
-fn model_path(explicit: Option<PathBuf>) -> Option<PathBuf> {
-    explicit.or_else(|| std::env::var_os("TURNSCORE_MODEL").map(PathBuf::from))
+fn model_path(explicit: Option<PathBuf>) -> Result<Option<PathBuf>> {
+    if explicit.is_some() {
+        return Ok(explicit);
+    }
+    match std::env::var_os("TURNSCORE_MODEL") {
+        Some(v) if v.is_empty() => crate::usage!(
+            "TURNSCORE_MODEL is set but empty: set it to a model file, or unset it to use the \
+             bundled model"
+        ),
+        v => Ok(v.map(PathBuf::from)),
+    }
 }
 
 fn open_model_file(explicit: Option<PathBuf>) -> Result<ModelFile> {
-    match model_path(explicit) {
+    match model_path(explicit)? {
         Some(p) => Ok(ModelFile::open(&p)?),
         None => bundled_model_file(),
     }
@@ -155,14 +164,26 @@ pub fn open_engine(c: &Common) -> Result<Engine> {
     }
     select_isa(c.isa.as_deref())?;
     let policy = load_policy(c.policy.as_deref())?;
+    let model = open_model_file(c.model.clone())?;
+    let max = model.meta().architecture.max_seq_len as usize;
+    let window = c.window.map(|w| w as usize);
+    if let Some(w) = window.filter(|&w| w > max) {
+        crate::usage!("--window {w} is over the model's window ({max} tokens)");
+    }
+    if let Some(st) = c.stride.filter(|&st| st + 2 >= window.unwrap_or(max)) {
+        crate::usage!(
+            "--stride {st} must be smaller than the window ({} tokens) minus its 2 special tokens",
+            window.unwrap_or(max)
+        );
+    }
     let opts = EngineOptions {
-        threads: c.threads,
+        threads: usize::from(c.threads),
         batch_tokens: c.batch_tokens,
         stride: c.stride,
-        window: c.window,
+        window,
         policy,
     };
-    let e = Engine::new(open_model_file(c.model.clone())?, opts);
+    let e = Engine::new(model, opts);
     e.with_context(|| match &c.policy {
         Some(p) => format!("cannot use model with policy {}", p.display()),
         None => "cannot open model".into(),
@@ -303,10 +324,42 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
     let mut by_reason = BTreeMap::<String, u64>::new();
     let mut start = Position::default();
     let mut blank_before = 0u64;
+    if !engine.sensitive_labels().iter().any(|l| l.trained) && !s.quiet {
+        eprintln!(
+            "turnscore: warning: model {} has no trained sensitive label, so nothing can veto a turn: {}",
+            engine.model().meta().model_id,
+            if engine.policy().require_sensitive_head {
+                "no turn will be ad-eligible (reason no_sensitive_head); a policy with \"require_sensitive_head\": false allows it"
+            } else {
+                "the policy allows it (\"require_sensitive_head\": false)"
+            }
+        );
+    }
+    let stdin = inputs.iter().any(|i| i.name() == "<stdin>");
     let mut dest = if is_dir_target(s.output) {
         let fp = fingerprint(&inputs, &engine, &opts, s);
-        let (dir, resumed) =
-            ShardDir::open(s.output, s.format, schema, s.shard_rows, &fp, s.overwrite, s.rejects)?;
+        let opened = ShardDir::open(
+            s.output,
+            s.format,
+            schema,
+            s.shard_rows,
+            &fp,
+            s.overwrite,
+            s.rejects,
+            stdin,
+        )?;
+        let (dir, resumed) = match opened {
+            crate::job::Opened::Job { dir, resumed } => (dir, resumed),
+            crate::job::Opened::Complete { rows } => {
+                if !s.quiet {
+                    eprintln!(
+                        "turnscore: {} already holds this job, complete ({rows} rows); nothing to do (--overwrite runs it again)",
+                        s.output.display()
+                    );
+                }
+                return Ok(());
+            }
+        };
         if resumed {
             start = dir.progress.position;
             by_reason = dir.progress.by_reason.clone();
@@ -322,7 +375,11 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
         }
         Dest::Dir(dir)
     } else {
-        if s.output != Path::new("-") && s.output.exists() && !s.overwrite {
+        if s.output != Path::new("-")
+            && s.output.exists()
+            && !crate::sink::is_stream(s.output)
+            && !s.overwrite
+        {
             bail!("{} exists; pass --overwrite to replace it", s.output.display());
         }
         let sink = Sink::new(Out::open(s.output)?, s.format, schema)?;
@@ -412,31 +469,35 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
                 if let Err(rej) = &r.turn {
                     if s.strict {
                         bar.finish_and_clear();
+                        if let Dest::Dir(d) = dest {
+                            d.abandon()?;
+                        }
                         bail!(
                             "{} line {}: row rejected (rejected:{}{}); --strict stops the job{}",
                             name,
                             r.line,
                             rej.reason.code(),
                             rej.id.as_ref().map(|i| format!(", id {i:?}")).unwrap_or_default(),
-                            if matches!(dest, Dest::Dir(_)) {
-                                ""
-                            } else {
-                                ", no output was written"
-                            }
+                            ", no output was written"
                         );
                     }
-                    let w: Option<&mut dyn Write> = match &mut dest {
-                        Dest::Dir(d) => Some(d.rejects()),
-                        Dest::Single(_, Some(o)) => Some(&mut o.w),
+                    let w: Option<(&mut dyn Write, String)> = match &mut dest {
+                        Dest::Dir(d) => {
+                            let n = d.rejects_name();
+                            Some((d.rejects(), n))
+                        }
+                        Dest::Single(_, Some(o)) => Some((&mut o.w, o.name.clone())),
                         Dest::Single(_, None) => None,
                     };
-                    if let Some(w) = w {
+                    if let Some((w, wname)) = w {
                         let v = serde_json::json!({
                             "input": name, "line": r.line, "id": rej.id,
                             "reason": format!("rejected:{}", rej.reason.code()),
                         });
-                        serde_json::to_writer(&mut *w, &v)?;
-                        w.write_all(b"\n")?;
+                        serde_json::to_writer(&mut *w, &v)
+                            .map_err(std::io::Error::from)
+                            .and_then(|()| w.write_all(b"\n"))
+                            .with_context(|| format!("cannot write {wname}"))?;
                     }
                 }
             }
@@ -496,7 +557,7 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
         let (total, ok, sensitive, rejected) = tally(&by_reason);
         let policy = total - ok - sensitive - rejected;
         eprintln!(
-            "turnscore: {total} rows from {} input(s): {ok} ad-eligible, {sensitive} sensitive, {policy} not admitted by policy {:?}, {rejected} rejected; {blank_before} blank lines skipped; {secs:.1}s, {:.0} rows/s",
+            "turnscore: {total} rows from {} input(s): {ok} ad-eligible, {sensitive} vetoed by the gate (sensitive or unsure), {policy} not admitted by policy {:?}, {rejected} rejected; {blank_before} blank lines skipped; {secs:.1}s, {:.0} rows/s",
             inputs.len(),
             engine.policy().version,
             scored_now as f64 / secs.max(1e-9)
@@ -548,17 +609,13 @@ fn admitted_mask(engine: &Engine, rows: &[turnscore::input::Row]) -> Vec<bool> {
     engine.admit(rows).iter().zip(rows).map(|(a, r)| a.is_none() && r.turn.is_ok()).collect()
 }
 
-/// `(rows, ok, sensitive, rejected)` from counts by reason.
+/// `(rows, ok, vetoed after inference, rejected)` from counts by reason.
 fn tally(by_reason: &std::collections::BTreeMap<String, u64>) -> (u64, u64, u64, u64) {
-    let sum = |f: &dyn Fn(&str) -> bool| -> u64 {
-        by_reason.iter().filter(|(k, _)| f(k)).map(|(_, v)| v).sum()
+    use turnscore::gate::Class;
+    let sum = |c: Class| -> u64 {
+        by_reason.iter().filter(|(k, _)| Class::of_reason(k) == c).map(|(_, v)| v).sum()
     };
-    (
-        by_reason.values().sum(),
-        sum(&|k| k == "ok"),
-        sum(&|k| k.starts_with("sensitive:")),
-        sum(&|k| k.starts_with("rejected:")),
-    )
+    (by_reason.values().sum(), sum(Class::Ok), sum(Class::Vetoed), sum(Class::Rejected))
 }
 
 fn turnscore_reasons(batch: &arrow_array::RecordBatch) -> Vec<String> {
@@ -571,11 +628,18 @@ fn turnscore_reasons(batch: &arrow_array::RecordBatch) -> Vec<String> {
 }
 
 fn embed(read: &ReadArgs, output: &Path, quiet: bool, c: &Common) -> Result<()> {
+    if output != Path::new("-") && format_for(output, None) != Format::Jsonl {
+        crate::usage!(
+            "embed writes JSON lines only; {} names another format (use a .jsonl path or -)",
+            output.display()
+        );
+    }
     let inputs = expand(&read.inputs, read.input_format)?;
     let engine = open_engine(c)?;
     let opts = read_options(read);
     let mut out = Out::open(output)?;
-    let (mut rows_n, mut rejected, mut suppressed) = (0u64, 0u64, 0u64);
+    let (mut rows_n, mut rejected, mut suppressed, mut vetoed) = (0u64, 0u64, 0u64, 0u64);
+    let (topics, sensitive) = (engine.topic_labels(), engine.sensitive_labels());
     for input in &inputs {
         let mut src = Source::open(input, &opts, CHUNK_ROWS)?;
         loop {
@@ -583,38 +647,49 @@ fn embed(read: &ReadArgs, output: &Path, quiet: bool, c: &Common) -> Result<()> 
             if rows.is_empty() {
                 break;
             }
-            // The policy applies here too: a turn it does not admit is never tokenized.
+            // The policy applies here too: a turn it does not admit is never tokenized. An
+            // embedded turn goes through the same gate as in `score`.
             let admit = engine.admit(&rows);
             let texts = Engine::admitted_texts(&rows, &admit);
-            let e = engine.embed(&texts)?;
+            let (e, scores) = engine.embed_scored(&texts)?;
             let mut j = 0;
             for (r, a) in rows.iter().zip(&admit) {
                 rows_n += 1;
                 let v = match (&r.turn, a) {
                     (Ok(t), None) => {
-                        let v = serde_json::json!({"id": t.id, "embedding": e.row(j), "tokens": e.tokens[j], "windows": e.windows[j]});
+                        let d =
+                            turnscore::gate::decide(topics, sensitive, engine.policy(), &scores[j]);
+                        vetoed += u64::from(!d.reason.ad_eligible());
+                        let v = serde_json::json!({
+                            "id": t.id, "embedding": e.row(j), "tokens": e.tokens[j],
+                            "windows": e.windows[j], "ad_eligible": d.reason.ad_eligible(),
+                            "reason": d.reason.to_string(),
+                        });
                         j += 1;
                         v
                     }
                     (Ok(t), Some(reason)) => {
                         suppressed += 1;
-                        serde_json::json!({"id": t.id, "embedding": null, "reason": reason.reason()})
+                        serde_json::json!({"id": t.id, "embedding": null, "ad_eligible": false, "reason": reason.reason()})
                     }
                     (Err(rej), _) => {
                         rejected += 1;
-                        serde_json::json!({"id": rej.id, "embedding": null, "reason": format!("rejected:{}", rej.reason.code())})
+                        serde_json::json!({"id": rej.id, "embedding": null, "ad_eligible": false, "reason": format!("rejected:{}", rej.reason.code())})
                     }
                 };
-                serde_json::to_writer(&mut out.w, &v)?;
-                out.w.write_all(b"\n")?;
+                serde_json::to_writer(&mut out.w, &v)
+                    .map_err(std::io::Error::from)
+                    .and_then(|()| out.w.write_all(b"\n"))
+                    .with_context(|| format!("cannot write {}", out.name))?;
             }
         }
     }
     out.finish()?;
     if !quiet {
         eprintln!(
-            "turnscore: {rows_n} rows: {} embedded, {suppressed} not admitted by policy {:?}, {rejected} rejected",
+            "turnscore: {rows_n} rows: {} embedded ({} ad-eligible, {vetoed} vetoed by the gate), {suppressed} not admitted by policy {:?}, {rejected} rejected",
             rows_n - rejected - suppressed,
+            rows_n - rejected - suppressed - vetoed,
             engine.policy().version
         );
     }
@@ -623,9 +698,11 @@ fn embed(read: &ReadArgs, output: &Path, quiet: bool, c: &Common) -> Result<()> 
 
 fn inspect(model: Option<PathBuf>, json: bool) -> Result<()> {
     let m = open_model_file(model.clone())?;
+    // The validation `score` runs: a file it would refuse, inspect refuses too.
+    turnscore::validate_model(&m).context("the model cannot be used")?;
     let meta = m.meta();
     let a = &meta.architecture;
-    let where_ = match (m.path(), model_path(model)) {
+    let where_ = match (m.path(), model_path(model)?) {
         (Some(p), _) => p.display().to_string(),
         (None, _) => "models/all-minilm-l6-v2.tsm (bundled in this binary)".into(),
     };

@@ -99,7 +99,8 @@ pub fn eval(
         } else {
             scores.extend(engine.score_texts(&texts)?);
         }
-        if !json || std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        // A progress line rewritten with \r is for a terminal only: a log file gets none.
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             eprint!(
                 "\rturnscore: scored {}/{} rows ({:.0}/s)   ",
                 scores.len(),
@@ -108,7 +109,9 @@ pub fn eval(
             );
         }
     }
-    eprintln!();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
     let pairs = || ex.iter().zip(&scores);
     let (tc, trows) = head_counts(pairs(), engine.topic_labels(), |e| &e.topics, |s| &s.topics);
     let (sc, srows) =

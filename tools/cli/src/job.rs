@@ -12,7 +12,12 @@
 //! removes shards and temporary files written after the last progress record, truncates the
 //! rejects report to its committed length, skips the input rows already committed and goes on.
 //! Shard boundaries fall at fixed row counts, so the resumed job forms the same batches and writes
-//! the same bytes as a job that was never killed.
+//! the same bytes as a job that was never killed. Started again on a completed job (its manifest
+//! names the same fingerprint), it does nothing and succeeds.
+//!
+//! One job at a time: the directory is locked (`flock` on the directory itself) for the whole
+//! job. The lock goes with the process that holds it, so a killed job leaves no stale lock.
+//! A job that reads standard input never resumes: nothing proves the new stream is the old one.
 
 use crate::sink::{Out, Sink};
 use crate::Format;
@@ -69,8 +74,8 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = dir.join(format!(".{}.tmp", path.file_name().unwrap_or_default().to_string_lossy()));
     let mut f =
         std::fs::File::create(&tmp).with_context(|| format!("cannot write {}", tmp.display()))?;
-    f.write_all(bytes)?;
-    f.sync_all()?;
+    f.write_all(bytes).with_context(|| format!("cannot write {}", tmp.display()))?;
+    f.sync_all().with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
     sync_dir(dir);
     Ok(())
@@ -89,8 +94,35 @@ fn is_ours(name: &str) -> bool {
         || [MANIFEST, PROGRESS, REJECTS].contains(&name)
 }
 
+/// What [`ShardDir::open`] found.
+pub enum Opened {
+    /// A new job, or an interrupted one to continue (`resumed`).
+    Job { dir: ShardDir, resumed: bool },
+    /// The same job already completed: `rows` in its manifest. Nothing to do.
+    Complete { rows: u64 },
+}
+
+/// Takes the job lock on `dir`: an exclusive `flock` on the directory, held until the returned
+/// handle is dropped (or the process dies).
+fn lock(dir: &Path) -> Result<std::fs::File> {
+    let d = std::fs::File::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+    match d.try_lock() {
+        Ok(()) => Ok(d),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "{} is in use by another turnscore job; wait for it to finish (a killed job's lock \
+             goes with its process)",
+            dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", dir.display()))
+        }
+    }
+}
+
 /// The shard directory of one job.
 pub struct ShardDir {
+    /// Held for the job's lifetime (see [`lock`]).
+    _lock: std::fs::File,
     dir: PathBuf,
     format: Format,
     schema: SchemaRef,
@@ -102,8 +134,9 @@ pub struct ShardDir {
 }
 
 impl ShardDir {
-    /// Opens (or resumes) the job's directory. Returns the directory and, when resuming, the
-    /// committed progress to continue from.
+    /// Opens (or resumes) the job's directory and locks it. `stdin`: the job reads standard
+    /// input, so it cannot resume or be recognised as complete.
+    #[allow(clippy::too_many_arguments)]
     pub fn open(
         dir: &Path,
         format: Format,
@@ -112,8 +145,10 @@ impl ShardDir {
         fingerprint: &str,
         overwrite: bool,
         rejects: Option<&Path>,
-    ) -> Result<(ShardDir, bool)> {
+        stdin: bool,
+    ) -> Result<Opened> {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let lock = lock(dir)?;
         let entries: Vec<String> = std::fs::read_dir(dir)
             .with_context(|| format!("cannot read {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.file_name().to_string_lossy().into_owned()))
@@ -136,8 +171,23 @@ impl ShardDir {
                         std::fs::remove_file(dir.join(n)).ok();
                     }
                 }
+                let m: serde_json::Value = std::fs::read(dir.join(MANIFEST))
+                    .ok()
+                    .and_then(|b| serde_json::from_slice(&b).ok())
+                    .unwrap_or_default();
+                if !stdin && m["fingerprint"].as_str() == Some(fingerprint) {
+                    return Ok(Opened::Complete { rows: m["rows"].as_u64().unwrap_or(0) });
+                }
+                if stdin {
+                    bail!(
+                        "{} holds a completed job, and a job reading standard input cannot be \
+                         proved the same as it; pass --overwrite to replace it",
+                        dir.display()
+                    );
+                }
                 bail!(
-                    "{} holds a completed job ({MANIFEST}); pass --overwrite to replace it",
+                    "{} holds a completed job ({MANIFEST}) run with other inputs, model, policy \
+                     or settings; pass --overwrite to replace it",
                     dir.display()
                 );
             }
@@ -145,7 +195,13 @@ impl ShardDir {
         } else if entries.iter().any(|n| n == PROGRESS) {
             let p: Progress = serde_json::from_slice(&std::fs::read(dir.join(PROGRESS))?)
                 .with_context(|| format!("{}: unreadable {PROGRESS}", dir.display()))?;
-            if p.fingerprint == fingerprint && !overwrite {
+            if stdin && !overwrite {
+                bail!(
+                    "{} holds an interrupted job, and a job reading standard input cannot resume \
+                     (nothing proves the input is the same stream); pass --overwrite to start over",
+                    dir.display()
+                );
+            } else if p.fingerprint == fingerprint && !overwrite {
                 // Keep the committed shards, the progress file and the rejects report.
                 let mut keep: Vec<String> = p.shards.iter().map(|s| s.file.clone()).collect();
                 keep.push(PROGRESS.into());
@@ -180,6 +236,7 @@ impl ShardDir {
         f.set_len(progress.rejects_len)?;
         f.seek(std::io::SeekFrom::End(0))?;
         let sd = ShardDir {
+            _lock: lock,
             dir: dir.to_path_buf(),
             format,
             schema,
@@ -189,13 +246,40 @@ impl ShardDir {
             rejects: f,
             rejects_path,
         };
-        Ok((sd, resumed))
+        Ok(Opened::Job { dir: sd, resumed })
+    }
+
+    /// Removes every file of the job (shards, progress, rejects report, temporary files):
+    /// for `--strict`, whose failed job leaves no output.
+    pub fn abandon(mut self) -> Result<()> {
+        if let Some((sink, _, _)) = self.current.take() {
+            drop(sink); // its temporary file goes with it
+        }
+        let entries = std::fs::read_dir(&self.dir)
+            .with_context(|| format!("cannot read {}", self.dir.display()))?;
+        for e in entries.filter_map(|e| e.ok()) {
+            let n = e.file_name().to_string_lossy().into_owned();
+            if is_ours(&n) {
+                std::fs::remove_file(e.path())
+                    .with_context(|| format!("cannot remove {n} in {}", self.dir.display()))?;
+            }
+        }
+        if self.rejects_path.parent() != Some(self.dir.as_path()) {
+            std::fs::remove_file(&self.rejects_path).ok();
+        }
+        sync_dir(&self.dir);
+        Ok(())
     }
 
     /// The most rows the next chunk may have, so that shards end at exact row counts.
     pub fn chunk_limit(&self, max: usize) -> usize {
         let used = self.current.as_ref().map_or(0, |c| c.1);
         max.min((self.shard_rows - used) as usize).max(1)
+    }
+
+    /// The rejects report's path, for messages.
+    pub fn rejects_name(&self) -> String {
+        self.rejects_path.display().to_string()
     }
 
     /// The rejects report.
@@ -242,8 +326,9 @@ impl ShardDir {
         if let Ok(f) = std::fs::File::open(self.dir.join(&name)) {
             f.sync_all()?;
         }
-        self.rejects.flush()?;
-        self.rejects.sync_data()?;
+        let rj = || format!("cannot write {}", self.rejects_path.display());
+        self.rejects.flush().with_context(rj)?;
+        self.rejects.sync_data().with_context(rj)?;
         self.progress.shards.push(ShardInfo { file: name, rows, end: pos });
         self.progress.position = pos;
         self.progress.by_reason = by_reason.clone();
@@ -263,6 +348,7 @@ impl ShardDir {
     ) -> Result<()> {
         self.commit(pos, by_reason, blank_before)?;
         manifest["shards"] = serde_json::to_value(&self.progress.shards)?;
+        manifest["fingerprint"] = self.progress.fingerprint.clone().into();
         manifest["rejects_report"] = self.rejects_path.display().to_string().into();
         write_atomic(&self.dir.join(MANIFEST), &serde_json::to_vec_pretty(&manifest)?)?;
         std::fs::remove_file(self.dir.join(PROGRESS)).ok();

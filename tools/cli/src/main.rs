@@ -55,9 +55,10 @@ pub struct Common {
     /// binary (all-MiniLM-L6-v2 with turnscore's heads).
     #[arg(long, value_name = "PATH", global = true)]
     pub model: Option<PathBuf>,
-    /// Worker threads for tokenization and inference (0 = one per core).
-    #[arg(long, value_name = "N", default_value_t = 0, global = true)]
-    threads: usize,
+    /// Worker threads for tokenization and inference (0 = one per core; at most 256).
+    #[arg(long, value_name = "N", default_value_t = 0, global = true,
+          value_parser = clap::value_parser!(u16).range(0..=turnscore::MAX_THREADS as i64))]
+    threads: u16,
     /// Token budget of one encoder batch; turns are grouped by length under it. The default
     /// keeps a batch's activations in one core's L2 cache (measured here: 10% faster than 2,048
     /// on one thread, 16% on two); scores do not depend on it.
@@ -75,8 +76,9 @@ pub struct Common {
     /// Tokens per window, at most the model's window (default: the model's). Scores are means
     /// over a window's tokens, so shorter windows dilute a short sensitive passage in a long turn
     /// less.
-    #[arg(long, value_name = "N", global = true)]
-    window: Option<usize>,
+    #[arg(long, value_name = "N", global = true,
+          value_parser = clap::value_parser!(u32).range(3..))]
+    window: Option<u32>,
     /// Kernel tier: the best this CPU supports unless lowered here (scalar, neon, avx2, avx512vnni), for
     /// tests and triage. Same as TURNSCORE_ISA. Every tier gives the same scores, bit for bit.
     #[arg(long, value_name = "TIER", global = true)]
@@ -153,10 +155,18 @@ enum Command {
     /// - region:<code>, region:unknown, minor, no_consent, not_linked, role: the policy does
     ///   not admit the turn; it is never tokenized or scored. A missing field counts as the
     ///   strictest value (no region = excluded, no is_minor = minor, ...);
-    /// - rejected:<why>: the row is bad (bad_json, missing_id, missing_text, invalid_utf8,
-    ///   empty_text, type_mismatch:<field>, bad_value:<field>).
+    /// - score_not_finite:<label>: scored, but a score came out NaN or infinite (a broken
+    ///   model): not ad-eligible;
+    /// - no_sensitive_head: the model has no trained sensitive label, so nothing could veto
+    ///   the turn: not ad-eligible unless the policy sets "require_sensitive_head": false;
+    /// - rejected:<why>: the row is bad (bad_json, not_object, missing_id, missing_text,
+    ///   invalid_utf8, empty_text, too_long, type_mismatch:<field>, bad_value:<field>,
+    ///   duplicate_key:<field>).
     ///
-    /// Blank lines are skipped and counted.
+    /// Blank lines are skipped and counted. An output directory is locked for the whole job:
+    /// a second job on it is refused. Run again with the same command, a killed job resumes,
+    /// and a completed one is left as it is (exit 0); a job reading standard input cannot
+    /// resume (its input cannot be proved the same) and must start over with --overwrite.
     #[command(after_help = "Example:\n  turnscore score examples/turns.jsonl -o - | head -3")]
     Score {
         #[command(flatten)]
@@ -175,13 +185,15 @@ enum Command {
         overwrite: bool,
         /// Rows per shard when writing a directory. A killed job resumes from its last
         /// committed shard.
-        #[arg(long, value_name = "N", default_value_t = 100_000)]
+        #[arg(long, value_name = "N", default_value_t = 100_000,
+              value_parser = clap::value_parser!(u64).range(1..))]
         shard_rows: u64,
         /// Write a report of rejected rows here (JSONL: input, line, id, reason; never text).
         /// Default for a directory output: DIR/_rejects.jsonl.
         #[arg(long, value_name = "FILE")]
         rejects: Option<PathBuf>,
-        /// Fail the job at the first rejected row (exit 1, no output written).
+        /// Fail the job at the first rejected row (exit 1, no output written: a directory job
+        /// removes its shards).
         #[arg(long)]
         strict: bool,
         /// No progress bar and no summary on standard error.
@@ -197,10 +209,13 @@ enum Command {
         #[command(flatten)]
         common: Common,
     },
-    /// Write the pooled vector the heads see, as JSONL {"id": ..., "embedding": [...]}.
+    /// Write the pooled vector the heads see, as JSONL {"id", "embedding", "tokens", "windows",
+    /// "ad_eligible", "reason"}.
     ///
-    /// Turns the policy does not admit, and rejected rows, get "embedding": null and a "reason"
-    /// (the policy applies as for `score`: such turns are never tokenized).
+    /// The gate is the one `score` applies: a turn with a sensitive hit keeps its vector but has
+    /// "ad_eligible": false and "reason": "sensitive:<label>". Turns the policy does not admit,
+    /// and rejected rows, get "embedding": null and their reason (such turns are never
+    /// tokenized). JSONL only.
     Embed {
         #[command(flatten)]
         read: ReadArgs,
@@ -450,18 +465,55 @@ impl ReadArgs {
     }
 }
 
+/// A mistake in how the command was called (exit code 2), found after clap's own checks.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// `bail!` for usage errors.
+#[macro_export]
+macro_rules! usage {
+    ($($t:tt)*) => { return Err(anyhow::Error::new($crate::UsageError(format!($($t)*)))) };
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    sink::install_signal_cleanup();
     match cmd::run(cli.cmd) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("turnscore: error: {e:#}");
-            ExitCode::from(1)
+            eprintln!("turnscore: error: {}", message(&e));
+            let usage = e.chain().any(|c| c.downcast_ref::<UsageError>().is_some());
+            ExitCode::from(if usage { 2 } else { 1 })
         }
     }
+}
+
+/// The error and its causes, joined with ": ", leaving out a cause whose text the message
+/// already holds (an I/O error is often both the source and part of its wrapper's text).
+fn message(e: &anyhow::Error) -> String {
+    let mut m = String::new();
+    for c in e.chain() {
+        let t = c.to_string();
+        if m.contains(&t) {
+            continue;
+        }
+        if !m.is_empty() {
+            m.push_str(": ");
+        }
+        m.push_str(&t);
+    }
+    m
 }
 
 fn is_broken_pipe(e: &anyhow::Error) -> bool {

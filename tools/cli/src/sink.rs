@@ -11,31 +11,92 @@ use std::path::{Path, PathBuf};
 
 use crate::Format;
 
-/// Where output goes: a file written to a temporary name and renamed when complete, or stdout.
+/// Temporary files not yet renamed into place. SIGINT, SIGTERM and SIGHUP remove them before
+/// the process exits (see [`install_signal_cleanup`]); a kill -9 cannot, and a resumed shard job
+/// removes what such a kill left.
+static TEMPORARY: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
+
+fn temporary(path: &Path, add: bool) {
+    let mut t = TEMPORARY.lock().unwrap_or_else(|e| e.into_inner());
+    if add {
+        t.push(path.to_path_buf());
+    } else {
+        t.retain(|p| p != path);
+    }
+}
+
+/// On SIGINT, SIGTERM or SIGHUP: remove the temporary files of outputs being written, then
+/// exit with 130 (the shell's code for an interrupted command). Committed shards and progress
+/// records stay, so the same command resumes the job.
+pub fn install_signal_cleanup() {
+    let _ = ctrlc::set_handler(|| {
+        let t = TEMPORARY.lock().unwrap_or_else(|e| e.into_inner());
+        for p in t.iter() {
+            let _ = std::fs::remove_file(p);
+        }
+        eprintln!("turnscore: interrupted; unfinished output removed");
+        std::process::exit(130);
+    });
+}
+
+/// Where output goes: a regular file written to a temporary name and renamed when complete;
+/// stdout; or a device, FIFO or socket (`/dev/null`, a named pipe), written as a stream in place
+/// and never renamed over.
 pub struct Out {
     pub w: Box<dyn Write + Send>,
     target: Option<(PathBuf, PathBuf)>,
+    /// For messages: the path, or `<stdout>`.
+    pub name: String,
 }
 
 impl Out {
     pub fn open(path: &Path) -> Result<Out> {
         if path == Path::new("-") {
-            return Ok(Out { w: Box::new(BufWriter::new(std::io::stdout())), target: None });
+            return Ok(Out {
+                w: Box::new(BufWriter::new(std::io::stdout())),
+                target: None,
+                name: "<stdout>".into(),
+            });
+        }
+        let shown = path.display().to_string();
+        if is_stream(path) {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(path)
+                .with_context(|| format!("cannot open output {shown}"))?;
+            return Ok(Out { w: Box::new(BufWriter::new(f)), target: None, name: shown });
         }
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
         let tmp = dir.join(format!(".{name}.{}.partial", std::process::id()));
-        let f = std::fs::File::create(&tmp)
-            .with_context(|| format!("cannot create output {}", path.display()))?;
-        Ok(Out { w: Box::new(BufWriter::new(f)), target: Some((tmp, path.to_path_buf())) })
+        temporary(&tmp, true);
+        let f =
+            std::fs::File::create(&tmp).with_context(|| format!("cannot create output {shown}"))?;
+        Ok(Out {
+            w: Box::new(BufWriter::new(f)),
+            target: Some((tmp, path.to_path_buf())),
+            name: shown,
+        })
     }
 
     /// Flushes and, for a file, renames it into place: a failed job leaves no half output.
     pub fn finish(mut self) -> Result<()> {
-        self.w.flush().context("cannot write output")?;
+        let name = self.name.clone();
+        self.w.flush().with_context(|| format!("cannot write {name}"))?;
         drop(std::mem::replace(&mut self.w, Box::new(std::io::sink())));
         if let Some((tmp, path)) = self.target.take() {
-            if let Err(e) = std::fs::rename(&tmp, &path) {
+            // Only a regular file (or nothing) is ever replaced by the rename.
+            if is_stream(&path) {
+                let _ = std::fs::remove_file(&tmp);
+                temporary(&tmp, false);
+                anyhow::bail!(
+                    "{} became a device or pipe while the job ran; not replaced",
+                    path.display()
+                );
+            }
+            let r = std::fs::rename(&tmp, &path);
+            temporary(&tmp, false);
+            if let Err(e) = r {
                 let _ = std::fs::remove_file(&tmp);
                 return Err(e).with_context(|| {
                     format!("cannot move output into place at {}", path.display())
@@ -46,10 +107,17 @@ impl Out {
     }
 }
 
+/// Whether `path` exists and is not a regular file or directory: a device, FIFO or socket,
+/// which is written in place as a stream.
+pub fn is_stream(path: &Path) -> bool {
+    std::fs::metadata(path).is_ok_and(|m| !m.is_file() && !m.is_dir())
+}
+
 impl Drop for Out {
     fn drop(&mut self) {
         if let Some((tmp, _)) = &self.target {
             let _ = std::fs::remove_file(tmp);
+            temporary(tmp, false);
         }
     }
 }
@@ -69,6 +137,7 @@ impl Drop for Guard {
     fn drop(&mut self) {
         if let Some((tmp, _)) = &self.0 {
             let _ = std::fs::remove_file(tmp);
+            temporary(tmp, false);
         }
     }
 }
@@ -83,6 +152,7 @@ enum Writer {
 pub struct Sink {
     w: Writer,
     guard: Guard,
+    name: String,
 }
 
 impl Sink {
@@ -90,6 +160,7 @@ impl Sink {
         let mut out = out;
         let target = out.target.take();
         let guard = Guard(target);
+        let name = out.name.clone();
         let w = std::mem::replace(&mut out.w, Box::new(std::io::sink()));
         let w = match format {
             // Explicit nulls: every line has every column, so consumers see one shape.
@@ -104,33 +175,40 @@ impl Sink {
             }
             Format::Arrow => Writer::Arrow(arrow_ipc::writer::FileWriter::try_new(w, &schema)?),
         };
-        Ok(Sink { w, guard })
+        Ok(Sink { w, guard, name })
     }
 
     pub fn write(&mut self, batch: &RecordBatch) -> Result<()> {
         match &mut self.w {
-            Writer::Jsonl(w) => w.write(batch).context("cannot write JSONL output")?,
-            Writer::Parquet(w) => w.write(batch).context("cannot write Parquet output")?,
-            Writer::Arrow(w) => w.write(batch).context("cannot write Arrow output")?,
+            Writer::Jsonl(w) => {
+                w.write(batch).with_context(|| format!("cannot write {}", self.name))?
+            }
+            Writer::Parquet(w) => {
+                w.write(batch).with_context(|| format!("cannot write {}", self.name))?
+            }
+            Writer::Arrow(w) => {
+                w.write(batch).with_context(|| format!("cannot write {}", self.name))?
+            }
         }
         Ok(())
     }
 
     pub fn finish(self) -> Result<()> {
-        let Sink { w, mut guard } = self;
+        let Sink { w, mut guard, name } = self;
+        let fail = || format!("cannot write {name}");
         let mut w = match w {
             Writer::Jsonl(mut j) => {
-                j.finish()?;
+                j.finish().with_context(fail)?;
                 j.into_inner()
             }
-            Writer::Parquet(p) => p.into_inner().context("cannot finish Parquet output")?,
+            Writer::Parquet(p) => p.into_inner().with_context(fail)?,
             Writer::Arrow(mut a) => {
-                a.finish().context("cannot finish Arrow output")?;
-                a.into_inner().context("cannot finish Arrow output")?
+                a.finish().with_context(fail)?;
+                a.into_inner().with_context(fail)?
             }
         };
-        w.flush().context("cannot write output")?;
+        w.flush().with_context(fail)?;
         // Out::finish renames into place, and removes the temporary file if that fails.
-        Out { w, target: guard.0.take() }.finish()
+        Out { w, target: guard.0.take(), name }.finish()
     }
 }

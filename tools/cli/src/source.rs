@@ -160,17 +160,29 @@ impl Source {
         let counted = Counting { inner: raw, n: bytes.clone() };
         let kind = match input.format {
             InFormat::Jsonl => {
+                // Compression is told by the stream's first bytes (so gzip or zstd on standard
+                // input, or under any name, is decompressed); a .gz or .zst name whose bytes
+                // say otherwise is an error.
                 let lower = name.to_lowercase();
-                let r: Box<dyn BufRead + Send> = if lower.ends_with(".gz") {
-                    Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(BufReader::new(
-                        counted,
-                    ))))
-                } else if lower.ends_with(".zst") {
-                    let d = zstd::stream::read::Decoder::new(counted)
+                let mut br = BufReader::with_capacity(1 << 20, counted);
+                let head = br.fill_buf().with_context(|| format!("cannot read input {name}"))?;
+                let gz = head.starts_with(&[0x1f, 0x8b]);
+                let zst = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
+                let empty = head.is_empty();
+                if lower.ends_with(".gz") && !gz && !empty {
+                    bail!("{name}: not a gzip stream (its name ends in .gz)");
+                }
+                if lower.ends_with(".zst") && !zst && !empty {
+                    bail!("{name}: not a zstd stream (its name ends in .zst)");
+                }
+                let r: Box<dyn BufRead + Send> = if gz {
+                    Box::new(BufReader::new(flate2::read::MultiGzDecoder::new(br)))
+                } else if zst {
+                    let d = zstd::stream::read::Decoder::with_buffer(br)
                         .with_context(|| format!("{name}: not a zstd stream"))?;
                     Box::new(BufReader::with_capacity(1 << 20, d))
                 } else {
-                    Box::new(BufReader::with_capacity(1 << 20, counted))
+                    Box::new(br)
                 };
                 Kind::Jsonl(Box::new(JsonlReader::new(r).with_options(opts.clone())))
             }

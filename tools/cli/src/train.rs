@@ -130,13 +130,17 @@ fn embed_cached(engine: &Engine, ex: &[Example], cache: Option<&Path>) -> Result
         let texts: Vec<&str> = chunk.iter().map(|e| e.text.as_str()).collect();
         out.extend(engine.embed(&texts)?.data);
         let done = (i * 2048 + chunk.len()) as f64;
-        eprint!(
-            "\rturnscore: embedded {done:.0}/{} ({:.0} turns/s)   ",
-            ex.len(),
-            done / started.elapsed().as_secs_f64()
-        );
+        if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+            eprint!(
+                "\rturnscore: embedded {done:.0}/{} ({:.0} turns/s)   ",
+                ex.len(),
+                done / started.elapsed().as_secs_f64()
+            );
+        }
     }
-    eprintln!();
+    if std::io::IsTerminal::is_terminal(&std::io::stderr()) {
+        eprintln!();
+    }
     if let Some(dir) = cache {
         std::fs::create_dir_all(dir)?;
         let bytes: Vec<u8> = out.iter().flat_map(|v| v.to_le_bytes()).collect();

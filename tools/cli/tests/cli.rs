@@ -613,12 +613,9 @@ fn kill_and_resume(extra: &[&str]) {
         let frac = 0.03 + 0.12 * ((seed >> 33) % 1000) as f64 / 1000.0;
         std::thread::sleep(whole.mul_f64(frac) + std::time::Duration::from_millis(3 * attempt));
         if let Some(status) = child.try_wait().unwrap() {
-            // A run fails here only by finding the job complete: the kill before it landed after
-            // the manifest (the commit point) was written, before the progress record was gone.
-            assert!(
-                status.success() || out.join("_manifest.json").exists(),
-                "a resumed run failed: {status}"
-            );
+            // Also when the kill before it landed after the manifest (the commit point) was
+            // written: the same command on a completed job succeeds.
+            assert!(status.success(), "a resumed run failed: {status}");
             finished = true;
             break;
         }
@@ -685,14 +682,22 @@ fn a_resumed_job_refuses_other_settings_and_completed_output() {
     ow.push("--overwrite");
     assert!(turnscore(&ow, None).status.success());
     let o = turnscore(&base, None);
+    assert_eq!(o.status.code(), Some(0), "the same command on a completed job succeeds");
+    assert!(String::from_utf8_lossy(&o.stderr).contains("already holds this job"));
+    // Another command on it (here: another shard size) is refused.
+    let mut other = base.to_vec();
+    other.extend(["--shard-rows", "7"]);
+    let o = turnscore(&other, None);
+    assert_eq!(o.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&o.stderr).contains("--overwrite"));
     // A kill between writing the manifest (the commit point) and removing the progress record
     // leaves both: the job is complete, and the stale record is cleaned up.
+    // The same command on it is a no-op success.
     let manifest = std::fs::read(format!("{out}_manifest.json")).unwrap();
     std::fs::write(format!("{out}_progress.json"), b"{}").unwrap();
     let o = turnscore(&base, None);
-    assert_eq!(o.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&o.stderr).contains("completed job"));
+    assert_eq!(o.status.code(), Some(0), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("nothing to do"));
     assert!(!Path::new(&format!("{out}_progress.json")).exists());
     assert_eq!(std::fs::read(format!("{out}_manifest.json")).unwrap(), manifest);
     // Single files too.
@@ -907,4 +912,345 @@ fn every_kernel_tier_gives_the_same_scores_bit_for_bit() {
     let bad = turnscore(&["score", &examples(), "--isa", "sse9"], None);
     assert_eq!(bad.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&bad.stderr).contains("is not a kernel tier"));
+}
+
+/// The tiny checkpoint converted with its head as the sensitive head (so the gate can veto).
+fn tiny_model(dir: &Path) -> PathBuf {
+    let model = dir.join("tiny.tsm");
+    let tiny = root().join("tests/data/tiny-bert-cls");
+    let o = turnscore(
+        &[
+            "convert",
+            tiny.to_str().unwrap(),
+            "-o",
+            model.to_str().unwrap(),
+            "--checkpoint-head",
+            "sensitive",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    model
+}
+
+fn err(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Two jobs on one output directory: the second is refused while the first holds the lock, and
+/// the lock goes with a killed process (no stale lock).
+#[test]
+fn a_second_job_on_the_same_directory_is_refused_and_a_dead_jobs_lock_is_not_stale() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = format!("{}/out/", dir.path().display());
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, job_input(300)).unwrap();
+    // The first job reads standard input, which stays open: it holds the lock until killed.
+    let mut first = Command::new(env!("CARGO_BIN_EXE_turnscore"))
+        .args(["score", "-", "--model", model.to_str().unwrap(), "-o", &out, "--quiet"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut pipe = first.stdin.take().unwrap();
+    pipe.write_all(&job_input(10)).unwrap();
+    // The rejects report is opened right after the lock is taken.
+    let t0 = std::time::Instant::now();
+    while !Path::new(&format!("{out}_rejects.jsonl")).exists() {
+        assert!(t0.elapsed() < std::time::Duration::from_secs(60), "the first job never started");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let second = turnscore(
+        &["score", input.to_str().unwrap(), "--model", model.to_str().unwrap(), "-o", &out],
+        None,
+    );
+    assert_eq!(second.status.code(), Some(1), "{}", err(&second));
+    assert!(err(&second).contains("in use by another turnscore job"), "{}", err(&second));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    drop(pipe);
+    // The dead job's lock is gone with it; its directory holds an interrupted stdin job, which
+    // cannot resume, and --overwrite starts over.
+    let base = [
+        "score",
+        input.to_str().unwrap(),
+        "--model",
+        model.to_str().unwrap(),
+        "-o",
+        &out,
+        "--quiet",
+    ];
+    let o = turnscore(&base, None);
+    assert!(!err(&o).contains("in use"), "{}", err(&o));
+    let mut ow = base.to_vec();
+    ow.push("--overwrite");
+    let o = turnscore(&ow, None);
+    assert!(o.status.success(), "{}", err(&o));
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(format!("{out}_manifest.json")).unwrap()).unwrap();
+    assert_eq!(m["rows"], 300);
+}
+
+/// A job reading standard input cannot resume: nothing proves the new stream is the old one.
+#[test]
+fn a_stdin_job_cannot_resume_or_count_as_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let out = format!("{}/out/", dir.path().display());
+    let base = ["score", "-", "--model", model.to_str().unwrap(), "-o", &out, "--quiet"];
+    let first = job_input(40);
+    let o = turnscore(&base, Some(&first));
+    assert!(o.status.success(), "{}", err(&o));
+    // Completed, then run again with other stdin: refused, not a silent no-op.
+    let o = turnscore(&base, Some(&job_input(80)));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("standard input"), "{}", err(&o));
+    // Interrupted (a progress record left by a kill): refused as well.
+    std::fs::remove_file(format!("{out}_manifest.json")).unwrap();
+    std::fs::write(format!("{out}_progress.json"), r#"{"fingerprint":"x","shards":[],"position":{"input":0,"row":0},"by_reason":{},"blank_before":0,"rejects_len":0}"#).unwrap();
+    let o = turnscore(&base, Some(&job_input(80)));
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("cannot resume"), "{}", err(&o));
+    let mut ow = base.to_vec();
+    ow.push("--overwrite");
+    assert!(turnscore(&ow, Some(&job_input(80))).status.success());
+}
+
+/// Devices and pipes are written as streams, never renamed over; a full disk names the file.
+#[test]
+fn devices_are_written_in_place_and_a_full_disk_names_the_file() {
+    let o = turnscore(&["score", &examples(), "-o", "/dev/null", "--overwrite"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    let md = std::fs::metadata("/dev/null").unwrap();
+    assert!(!md.is_file(), "/dev/null is still a device");
+    if Path::new("/dev/full").exists() {
+        let o = turnscore(&["score", &examples(), "-o", "/dev/full"], None);
+        assert_eq!(o.status.code(), Some(1));
+        assert!(err(&o).contains("/dev/full") && err(&o).contains("No space left"), "{}", err(&o));
+        assert_eq!(err(&o).matches("No space left").count(), 1, "the OS error once: {}", err(&o));
+    }
+}
+
+/// `embed` applies the gate of `score`: a sensitive turn's vector says it is not ad-eligible.
+#[test]
+fn embed_says_whether_each_vector_is_ad_eligible_and_why() {
+    let rows = [
+        r#"{"id":"h","text":"my doctor says I have type 2 diabetes, what should I eat","role":"user","region":"US","consent_ads":true,"is_minor":false,"account_linked":true}"#,
+        r#"{"id":"t","text":"cheap flights to Lisbon in May","role":"user","region":"US","consent_ads":true,"is_minor":false,"account_linked":true}"#,
+        r#"{"id":"d","text":"cheap flights to Lisbon in May","role":"user","region":"DE","consent_ads":true,"is_minor":false,"account_linked":true}"#,
+    ]
+    .join("\n");
+    let o = turnscore(&["embed", "-"], Some(rows.as_bytes()));
+    assert!(o.status.success(), "{}", err(&o));
+    let v = lines(&o);
+    assert_eq!(v[0]["ad_eligible"], false);
+    assert_eq!(v[0]["reason"], "sensitive:health");
+    assert_eq!(v[0]["embedding"].as_array().unwrap().len(), 384, "the vector is still written");
+    assert_eq!((v[1]["ad_eligible"].clone(), v[1]["reason"].clone()), (true.into(), "ok".into()));
+    assert_eq!(
+        (v[2]["ad_eligible"].clone(), v[2]["reason"].clone()),
+        (false.into(), "region:DE".into())
+    );
+    assert!(v[2]["embedding"].is_null());
+    // Only JSON lines: a Parquet path is a usage error, not JSONL under a .parquet name.
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("x.parquet");
+    let o = turnscore(&["embed", &examples(), "-o", p.to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(2), "{}", err(&o));
+    assert!(!p.exists());
+}
+
+/// Out-of-range settings are usage errors (exit 2) that say what is wrong.
+#[test]
+fn out_of_range_settings_are_usage_errors() {
+    for (args, want) in [
+        (vec!["score", "-", "--threads", "100000"], "100000"),
+        (vec!["score", "-", "--shard-rows", "0", "-o", "/tmp/x/"], "0"),
+        (vec!["score", "-", "--window", "0"], "0"),
+        (vec!["score", "-", "--window", "100000"], "over the model's window"),
+        (vec!["score", "-", "--stride", "254"], "--stride 254"),
+    ] {
+        let o = turnscore(&args, Some(b"{\"id\":\"1\",\"text\":\"hi\"}\n"));
+        assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
+        assert!(err(&o).contains(want), "{args:?}: {}", err(&o));
+    }
+    let mut c = Command::new(env!("CARGO_BIN_EXE_turnscore"));
+    let o = c.args(["score", &examples()]).env("TURNSCORE_MODEL", "").output().unwrap();
+    assert_eq!(o.status.code(), Some(2));
+    assert!(err(&o).contains("TURNSCORE_MODEL is set but empty"), "{}", err(&o));
+}
+
+/// Model paths that are not model files fail at once with one clear message.
+#[test]
+fn a_model_path_that_is_a_directory_or_missing_says_so_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let o = turnscore(&["score", &examples(), "--model", dir.path().to_str().unwrap()], None);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("a directory, not a model file") && !err(&o).contains("No such device"),
+        "{}",
+        err(&o)
+    );
+    let o = turnscore(&["score", &examples(), "--model", "/nonexistent/m.tsm"], None);
+    assert_eq!(err(&o).matches("No such file or directory").count(), 1, "{}", err(&o));
+}
+
+/// `inspect` refuses what `score` refuses (one validation).
+#[test]
+fn inspect_refuses_a_model_that_score_refuses() {
+    use turnscore::format::{ModelFile, ModelWriter, TensorData};
+    let dir = tempfile::tempdir().unwrap();
+    let good = ModelFile::open(tiny_model(dir.path())).unwrap();
+    let meta = good.meta();
+    let mut w = ModelWriter::new(
+        &meta.model_id,
+        &meta.quantization,
+        meta.architecture.clone(),
+        meta.provenance.clone(),
+    );
+    w.set_tokenizer(good.tokenizer_json().to_vec());
+    w.set_topics(meta.topics.clone());
+    w.set_sensitive(meta.sensitive.clone());
+    let nan_in = &meta.sensitive.as_ref().unwrap().bias;
+    for t in &meta.tensors {
+        let (data, shape) = good.tensor(&t.name).unwrap();
+        let mut bytes: Vec<u8> = match data {
+            TensorData::F32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::F16(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            TensorData::I8(v) | TensorData::I8K4N16(v) => v.iter().map(|&x| x as u8).collect(),
+            TensorData::I32(v) => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        };
+        if &t.name == nan_in {
+            bytes[..4].copy_from_slice(&f32::NAN.to_le_bytes());
+        }
+        w.add_raw(&t.name, t.dtype, shape, bytes).unwrap();
+    }
+    let bad = dir.path().join("nan.tsm");
+    w.write(&bad).unwrap();
+    for cmd in [
+        vec!["inspect", bad.to_str().unwrap()],
+        vec!["score", &examples(), "--model", bad.to_str().unwrap()],
+    ] {
+        let o = turnscore(&cmd, None);
+        assert_eq!(o.status.code(), Some(1), "{cmd:?}");
+        assert!(err(&o).contains("NaN or infinite"), "{cmd:?}: {}", err(&o));
+    }
+}
+
+/// Compressed JSON lines on standard input are decompressed (told by their first bytes).
+#[test]
+fn gzip_and_zstd_on_stdin_are_decompressed() {
+    use std::io::Write as _;
+    let rows = std::fs::read(examples()).unwrap();
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(&rows).unwrap();
+    let gz = gz.finish().unwrap();
+    let zst = zstd::encode_all(&rows[..], 3).unwrap();
+    let want = turnscore(&["score", "-"], Some(&rows)).stdout;
+    for (name, bytes) in [("gzip", gz), ("zstd", zst)] {
+        let o = turnscore(&["score", "-"], Some(&bytes));
+        assert!(o.status.success(), "{name}: {}", err(&o));
+        assert!(o.stdout == want, "{name}: same rows as the plain input");
+    }
+}
+
+/// --strict into a directory leaves nothing behind, as it does for a file.
+#[test]
+fn strict_into_a_directory_leaves_no_shards() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = tiny_model(dir.path());
+    let input = dir.path().join("in.jsonl");
+    std::fs::write(&input, job_input(400)).unwrap(); // row 5 is bad JSON
+    let out = dir.path().join("out");
+    let o = turnscore(
+        &[
+            "score",
+            input.to_str().unwrap(),
+            "--model",
+            model.to_str().unwrap(),
+            "--strict",
+            "--shard-rows",
+            "2",
+            "-o",
+            &format!("{}/", out.display()),
+        ],
+        None,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(err(&o).contains("line 6") && err(&o).contains("no output was written"), "{}", err(&o));
+    let left: Vec<_> = std::fs::read_dir(&out).unwrap().map(|e| e.unwrap().file_name()).collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// SIGTERM and SIGINT remove the unfinished output: no .partial file is left.
+#[test]
+fn sigterm_leaves_no_partial_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("o.jsonl");
+    for sig in ["TERM", "INT"] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_turnscore"))
+            .args(["score", "-", "-o", out.to_str().unwrap(), "--quiet"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut pipe = child.stdin.take().unwrap();
+        pipe.write_all(&std::fs::read(examples()).unwrap()).unwrap();
+        let partial = || {
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .filter(|e| e.as_ref().unwrap().file_name().to_string_lossy().ends_with(".partial"))
+                .count()
+        };
+        let t0 = std::time::Instant::now();
+        while partial() == 0 && t0.elapsed() < std::time::Duration::from_secs(60) {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(partial(), 1, "the job writes to a temporary file");
+        let k = Command::new("kill").args([format!("-{sig}"), child.id().to_string()]).status();
+        assert!(k.unwrap().success());
+        let o = child.wait_with_output().unwrap();
+        drop(pipe);
+        assert_eq!(o.status.code(), Some(130), "SIG{sig}: {}", err(&o));
+        assert_eq!(partial(), 0, "SIG{sig}: the temporary file is removed");
+        assert!(!out.exists());
+    }
+}
+
+/// `score --help` lists every reason a row can get.
+#[test]
+fn score_help_lists_every_reason() {
+    let o = turnscore(&["score", "--help"], None);
+    let h = String::from_utf8_lossy(&o.stdout);
+    for r in [
+        "not_object",
+        "too_long",
+        "duplicate_key",
+        "score_not_finite",
+        "no_sensitive_head",
+        "bad_json",
+        "type_mismatch",
+        "bad_value",
+        "region:unknown",
+    ] {
+        assert!(h.contains(r), "{r} missing from score --help");
+    }
+}
+
+/// Progress rewritten with \r is for a terminal: a log file gets none.
+#[test]
+fn eval_writes_no_carriage_returns_to_a_log() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("dev.jsonl");
+    std::fs::write(
+        &data,
+        r#"{"id":"a","text":"cheap flights to Lisbon","topics":["travel"],"sensitive":[]}"#,
+    )
+    .unwrap();
+    let o = turnscore(&["eval", data.to_str().unwrap(), "--threads", "1"], None);
+    assert!(o.status.success(), "{}", err(&o));
+    assert!(!o.stderr.contains(&b'\r'), "{}", err(&o));
 }
