@@ -269,8 +269,7 @@ fn context_makes_a_sentence_pair_and_changes_only_turns_that_have_one() {
 fn thread_cap_and_default_text_limit() {
     let t0 = std::time::Instant::now();
     let e = Engine::bundled(EngineOptions { threads: 100_000, ..Default::default() })
-        .err()
-        .expect("refused");
+        .expect_err("refused");
     assert!(e.to_string().contains("over the limit of 256"), "{e}");
     assert!(t0.elapsed() < std::time::Duration::from_secs(10));
     let big = "a".repeat(1_500_000);

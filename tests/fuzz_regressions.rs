@@ -4,7 +4,7 @@
 
 use crate::util::root;
 use turnscore::format::ModelFile;
-use turnscore::input::{rows_from_batch, JsonlReader, ReadOptions};
+use turnscore::input::{guarded, rows_from_batch, JsonlReader, ReadOptions};
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = root().join("fuzz").join(kind).join(target);
@@ -33,15 +33,34 @@ fn model_open(input: &[u8]) -> Option<Result<(), String>> {
     )
 }
 
+/// What each model-file regression must be refused for: the check of its own class, not an
+/// earlier one that would hide a regression in it.
+const EXPECTED: [(&str, &str); 11] = [
+    ("data_offset_outside_the_file", "lies outside the data region"),
+    ("data_offset_overflow", "lies outside the data region"),
+    ("huge_allocation_from_metadata", "vocab_size = 1099511627776 is out of range"),
+    ("shape_product_overflow", "does not match its length"),
+    ("tokenizer_blob_outside_the_file", "tokenizer blob: range"),
+    ("unknown_element_type", "unknown variant `q4_k`"),
+    ("wrong_element_type_for_a_weight", "is i32, which is not a weight matrix type"),
+    ("zero_dimension_tensor", "has shape [0, 32]"),
+    ("zero_heads_division", "num_heads = 0 is out of range"),
+    ("zero_hidden_size", "hidden_size = 0 is out of range"),
+    ("zero_length_key", "a tensor has an empty name"),
+];
+
 #[test]
-fn every_model_file_regression_is_refused_with_an_error() {
+fn every_model_file_regression_is_refused_for_its_own_reason() {
     let cases = files("regressions", "model_open");
-    assert!(cases.len() >= 10, "the regression files are in the repository: {}", cases.len());
-    for (name, bytes) in cases {
-        match model_open(&bytes) {
-            Some(Err(e)) => assert!(!e.is_empty(), "{name}"),
+    let names: Vec<String> =
+        cases.iter().map(|(n, _)| n.trim_end_matches(".bin").to_string()).collect();
+    let want: Vec<String> = EXPECTED.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(names, want, "the regression files in the repository");
+    for ((name, bytes), (_, msg)) in cases.iter().zip(EXPECTED) {
+        match model_open(bytes) {
+            Some(Err(e)) => assert!(e.contains(msg), "{name}: expected {msg:?} in {e:?}"),
             Some(Ok(())) => panic!("{name}: a broken model file was accepted"),
-            None => {}
+            None => panic!("{name}: a regression file is a whole file (mode byte 1)"),
         }
     }
 }
@@ -72,23 +91,62 @@ fn every_reader_regression_and_seed_is_read_without_a_panic() {
                 );
             }
         }
-        for (_, b) in files(kind, "arrow_rows") {
-            if let Ok(r) = arrow_ipc::reader::StreamReader::try_new(&b[..], None) {
-                for batch in r.take(16).flatten() {
+        for (name, b) in files(kind, "arrow_rows") {
+            let r = guarded("replay", || arrow_ipc::reader::StreamReader::try_new(&b[..], None));
+            if let Ok(Ok(mut r)) = r {
+                while let Ok(Some(Ok(batch))) = guarded("replay", || r.next()) {
                     let _ = rows_from_batch(&batch, 1, &ReadOptions::default());
                 }
             }
+            let _ = name;
         }
         for (_, b) in files(kind, "parquet_rows") {
             use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-            let Ok(bld) = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(b)) else {
+            let bytes = bytes::Bytes::from(b);
+            let Ok(Ok(bld)) = guarded("replay", || ParquetRecordBatchReaderBuilder::try_new(bytes))
+            else {
                 continue;
             };
-            if let Ok(r) = bld.with_batch_size(256).build() {
-                for batch in r.take(16).flatten() {
+            let bld = bld.with_batch_size(256);
+            if let Ok(Ok(mut r)) = guarded("replay", || bld.build()) {
+                while let Ok(Some(Ok(batch))) = guarded("replay", || r.next()) {
                     let _ = rows_from_batch(&batch, 1, &ReadOptions::default());
                 }
             }
         }
     }
+}
+
+/// The readers' panics that fuzzing found are errors through `guarded`, and the panic is caught
+/// (not only survived): each file really makes its reader panic.
+#[test]
+fn the_reader_crashes_found_by_fuzzing_are_errors() {
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    let mut caught = 0;
+    for (_, b) in files("regressions", "arrow_rows") {
+        let mut r = arrow_ipc::reader::StreamReader::try_new(&b[..], None).unwrap();
+        let e = loop {
+            match guarded("x.arrows", || r.next()) {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the file reads cleanly: not a regression"),
+                Err(e) => break e,
+            }
+        };
+        assert!(e.to_string().contains("x.arrows: the decoder failed on damaged data"), "{e}");
+        caught += 1;
+    }
+    for (_, b) in files("regressions", "parquet_rows") {
+        let bld = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(b)).unwrap();
+        let mut r = bld.with_batch_size(256).build().unwrap();
+        let e = loop {
+            match guarded("x.parquet", || r.next()) {
+                Ok(Some(_)) => continue,
+                Ok(None) => panic!("the file reads cleanly: not a regression"),
+                Err(e) => break e,
+            }
+        };
+        assert!(e.to_string().contains("damaged data"), "{e}");
+        caught += 1;
+    }
+    assert_eq!(caught, 2);
 }

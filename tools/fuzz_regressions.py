@@ -67,7 +67,7 @@ def main():
     cases = {}
     m = copy.deepcopy(empty); m["tensors"] = [t("", "f32", [4])]
     cases["zero_length_key"] = (m, small[:16])
-    m = copy.deepcopy(empty); m["tensors"] = [t("embeddings.LayerNorm.weight", "f32", [0, 32])]
+    m = copy.deepcopy(empty); m["tensors"] = [t("embeddings.word_embeddings.weight", "f32", [0, 32])]
     cases["zero_dimension_tensor"] = (m, b"")
     m = copy.deepcopy(empty); m["architecture"]["num_heads"] = 0
     cases["zero_heads_division"] = (m, b"")
@@ -75,8 +75,11 @@ def main():
     cases["zero_hidden_size"] = (m, b"")
     m = copy.deepcopy(empty); m["tensors"] = [t("embeddings.LayerNorm.weight", "q4_k", [4])]
     cases["unknown_element_type"] = (m, small[:16])
-    m = copy.deepcopy(empty); m["tensors"] = [t("embeddings.LayerNorm.weight", "i32", [4])]
-    cases["wrong_element_type_for_a_weight"] = (m, small[:16])
+    m = copy.deepcopy(empty)
+    m["architecture"].update(vocab_size=2, hidden_size=4, num_heads=1, intermediate_size=4)
+    m["tensors"] = [t("embeddings.word_embeddings.weight", "i32", [2, 4])]
+    m["tensors"][0]["len"] = 32
+    cases["wrong_element_type_for_a_weight"] = (m, small[:32])
     m = copy.deepcopy(empty); m["architecture"]["vocab_size"] = 1 << 40
     m["architecture"]["max_position_embeddings"] = 1 << 40
     cases["huge_allocation_from_metadata"] = (m, b"")

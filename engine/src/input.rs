@@ -471,6 +471,38 @@ impl<R: BufRead> JsonlReader<R> {
     }
 }
 
+std::thread_local! {
+    static QUIET_PANIC: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+static QUIET_HOOK: std::sync::Once = std::sync::Once::new();
+
+/// Runs a third-party decoder (the Parquet and Arrow IPC readers) on untrusted bytes: a panic
+/// inside it becomes [`crate::Error::Invalid`] naming `what`, and the panic message is not
+/// printed. Fuzzing found inputs on which those readers panic (a buffer offset past its end, a
+/// bitmap range out of bounds) instead of returning an error; a damaged file must be an error
+/// that names the file, never a crash. The decoder must not be used again after such an error.
+///
+/// # Errors
+/// [`crate::Error::Invalid`] when `f` panics.
+pub fn guarded<T>(what: &str, f: impl FnOnce() -> T) -> crate::Result<T> {
+    QUIET_HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            if !QUIET_PANIC.with(|q| q.get()) {
+                previous(info)
+            }
+        }));
+    });
+    let was = QUIET_PANIC.with(|q| q.replace(true));
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    QUIET_PANIC.with(|q| q.set(was));
+    r.map_err(|_| {
+        crate::Error::Invalid(format!(
+            "{what}: the decoder failed on damaged data (file corrupted?)"
+        ))
+    })
+}
+
 /// Converts an Arrow batch of turns into rows; `first_row` is the 1-based number of its first row
 /// in its input. Column types: strings as `Utf8`/`LargeUtf8`/`Utf8View` (ids and user and
 /// conversation ids may also be integers), booleans as `Boolean`, `turn` as an integer.
@@ -506,6 +538,15 @@ pub fn rows_from_batch(
     use arrow_array::Array;
     use arrow_schema::DataType;
     let f = &opts.fields;
+    // A column name given twice: readers disagree on which one counts (as with a JSON key
+    // given twice), so the input is refused as a whole.
+    for (field, key) in f.fields() {
+        if batch.schema().fields().iter().filter(|c| c.name() == key).count() > 1 {
+            return Err(crate::Error::Invalid(format!(
+                "column {key:?} ({field}) appears more than once in the input"
+            )));
+        }
+    }
     let bad = |field: &str, col: &str, t: &DataType| {
         crate::Error::Invalid(format!(
             "column {col:?} ({field}) has type {t}, which cannot hold it"
@@ -830,5 +871,22 @@ mod arrow_tests {
         // A turn number past i64 rejects its row, as in JSON lines.
         let rej = rows[2].turn.as_ref().unwrap_err();
         assert_eq!((rej.reason.code(), rej.id.as_deref()), ("bad_value:turn".into(), Some("3")));
+    }
+
+    #[test]
+    fn a_column_given_twice_refuses_the_input() {
+        use arrow_schema::{DataType, Field, Schema};
+        let schema = Schema::new(vec![
+            Field::new("id", DataType::Utf8, true),
+            Field::new("text", DataType::Utf8, true),
+            Field::new("region", DataType::Utf8, true),
+            Field::new("region", DataType::Utf8, true),
+        ]);
+        let col = |v: &str| Arc::new(StringArray::from(vec![v])) as ArrayRef;
+        let b =
+            RecordBatch::try_new(Arc::new(schema), vec![col("1"), col("hi"), col("US"), col("DE")])
+                .unwrap();
+        let e = rows_from_batch(&b, 1, &ReadOptions::default()).unwrap_err().to_string();
+        assert!(e.contains("\"region\"") && e.contains("more than once"), "{e}");
     }
 }

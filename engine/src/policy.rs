@@ -62,12 +62,18 @@ pub struct Policy {
     pub topic_proxies: BTreeMap<String, Vec<String>>,
     /// A model with no trained sensitive label makes no turn ad-eligible (`no_sensitive_head`)
     /// unless this is `false`: only a policy that says so explicitly lets such a model target.
-    #[serde(default = "yes")]
+    /// Written out only when `false`, so that the hash of a policy that leaves it at its
+    /// default is the hash it had before the field existed.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub require_sensitive_head: bool,
 }
 
 fn yes() -> bool {
     true
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for Policy {

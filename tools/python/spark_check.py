@@ -102,6 +102,22 @@ def main():
 
         eng = turnscore.Engine(threads=a.threads)
         inp = pq.read_table(tmp / "in")
+        # Limits as in the CLI: a thread count over the cap is refused at once, and a text over
+        # 100,000 bytes is rejected as too_long by default.
+        t0 = time.time()
+        try:
+            turnscore.Engine(threads=100000)
+            print("FAIL: Engine(threads=100000) was accepted", file=sys.stderr)
+            return 1
+        except Exception as e:
+            if "256" not in str(e) or time.time() - t0 > 10:
+                print(f"FAIL: threads=100000: {e!r} after {time.time() - t0:.1f}s", file=sys.stderr)
+                return 1
+        big = pa.table({"id": ["big"], "text": ["a" * 1_500_000]})
+        reason = eng.score(big).column("reason").to_pylist()[0]
+        if reason != "rejected:too_long":
+            print(f"FAIL: a 1.5 MB text got {reason!r}, not rejected:too_long", file=sys.stderr)
+            return 1
         # Forked workers (Spark's Python daemon forks them): an engine made here, used in a
         # child process after fork, must work and give the same scores.
         small = inp.slice(0, 64)

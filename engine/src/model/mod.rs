@@ -287,6 +287,14 @@ impl<'a> Weights<'a> {
         let norm = |name: &str| -> Result<Norm<'a>> {
             Ok(Norm { g: vec(&format!("{name}.weight"), h)?, b: vec(&format!("{name}.bias"), h)? })
         };
+        // The embeddings first: a file whose first tensor is already wrong says so, rather than
+        // that some later tensor is missing.
+        let word = mat("embeddings.word_embeddings.weight", arch.vocab_size as usize, h)?;
+        let pos =
+            mat("embeddings.position_embeddings.weight", arch.max_position_embeddings as usize, h)?;
+        let tok_type =
+            mat("embeddings.token_type_embeddings.weight", arch.type_vocab_size as usize, h)?;
+        let emb_ln = norm("embeddings.LayerNorm")?;
         let mut layers = Vec::with_capacity(arch.num_layers as usize);
         for i in 0..arch.num_layers {
             let p = format!("encoder.layer.{i}");
@@ -312,18 +320,10 @@ impl<'a> Weights<'a> {
         };
         Ok(Weights {
             arch,
-            word: mat("embeddings.word_embeddings.weight", arch.vocab_size as usize, h)?,
-            pos: mat(
-                "embeddings.position_embeddings.weight",
-                arch.max_position_embeddings as usize,
-                h,
-            )?,
-            tok_type: mat(
-                "embeddings.token_type_embeddings.weight",
-                arch.type_vocab_size as usize,
-                h,
-            )?,
-            emb_ln: norm("embeddings.LayerNorm")?,
+            word,
+            pos,
+            tok_type,
+            emb_ln,
             layers,
             pooler,
             topics: head(&m.meta().topics)?,
@@ -340,9 +340,15 @@ impl<'a> Weights<'a> {
 /// # Errors
 /// [`Error::Format`] naming the tensor and the problem.
 pub fn validate(m: &ModelFile) -> Result<()> {
+    if m.meta().tensors.iter().any(|t| t.name.is_empty()) {
+        return Err(Error::format("a tensor has an empty name"));
+    }
     Weights::new(m)?;
     let layers = m.meta().architecture.num_layers;
     for t in &m.meta().tensors {
+        if t.name.is_empty() {
+            return Err(Error::format("a tensor has an empty name"));
+        }
         if let Some(rest) = t.name.strip_prefix("encoder.layer.") {
             let i: Option<u64> = rest.split('.').next().and_then(|n| n.parse().ok());
             if i.is_none_or(|i| i >= layers) {

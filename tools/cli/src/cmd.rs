@@ -170,7 +170,7 @@ pub fn open_engine(c: &Common) -> Result<Engine> {
     if let Some(w) = window.filter(|&w| w > max) {
         crate::usage!("--window {w} is over the model's window ({max} tokens)");
     }
-    if let Some(st) = c.stride.filter(|&st| st + 2 >= window.unwrap_or(max)) {
+    if let Some(st) = c.stride.filter(|&st| st.saturating_add(2) >= window.unwrap_or(max)) {
         crate::usage!(
             "--stride {st} must be smaller than the window ({} tokens) minus its 2 special tokens",
             window.unwrap_or(max)
@@ -268,8 +268,19 @@ fn fingerprint(
         "context": s.context,
         "shard_rows": s.shard_rows,
         "format": format!("{:?}", s.format),
+        "strict": s.strict,
+        "rejects": s.rejects.map(|p| p.display().to_string()),
+        "gate": GATE_VERSION,
     });
     turnscore::format::hex_sha256(v.to_string().as_bytes())
+}
+
+/// Changes when the gate's rules change (a completed job from before is then not "the same job").
+const GATE_VERSION: u32 = 2;
+
+/// Whether `score` writes this output through a temporary file (not stdout, a device or a pipe).
+fn is_file_target(output: &Path) -> bool {
+    output != Path::new("-") && !crate::sink::is_stream(output)
 }
 
 /// Settings of one `score` job.
@@ -335,7 +346,11 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
             }
         );
     }
-    let stdin = inputs.iter().any(|i| i.name() == "<stdin>");
+    // Standard input, and any input that is not a regular file (a FIFO, /dev/stdin, a process
+    // substitution): nothing proves a second reading gives the same rows.
+    let stdin = inputs
+        .iter()
+        .any(|i| i.name() == "<stdin>" || !std::fs::metadata(&i.path).is_ok_and(|m| m.is_file()));
     let mut dest = if is_dir_target(s.output) {
         let fp = fingerprint(&inputs, &engine, &opts, s);
         let opened = ShardDir::open(
@@ -349,7 +364,7 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
             stdin,
         )?;
         let (dir, resumed) = match opened {
-            crate::job::Opened::Job { dir, resumed } => (dir, resumed),
+            crate::job::Opened::Job { dir, resumed } => (*dir, resumed),
             crate::job::Opened::Complete { rows } => {
                 if !s.quiet {
                     eprintln!(
@@ -469,16 +484,24 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
                 if let Err(rej) = &r.turn {
                     if s.strict {
                         bar.finish_and_clear();
+                        let after = match &dest {
+                            Dest::Dir(_) => ", no output was written (its shards were removed)",
+                            Dest::Single(..) if is_file_target(s.output) => {
+                                ", no output was written"
+                            }
+                            Dest::Single(..) => {
+                                ", after earlier rows had been written to the stream"
+                            }
+                        };
                         if let Dest::Dir(d) = dest {
                             d.abandon()?;
                         }
                         bail!(
-                            "{} line {}: row rejected (rejected:{}{}); --strict stops the job{}",
+                            "{} line {}: row rejected (rejected:{}{}); --strict stops the job{after}",
                             name,
                             r.line,
                             rej.reason.code(),
                             rej.id.as_ref().map(|i| format!(", id {i:?}")).unwrap_or_default(),
-                            ", no output was written"
                         );
                     }
                     let w: Option<(&mut dyn Write, String)> = match &mut dest {

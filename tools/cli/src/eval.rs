@@ -62,6 +62,18 @@ fn head_json(name: &str, labels: &[LabelMeta], c: &[Prf], rows: usize) -> serde_
     })
 }
 
+/// Whether `score` would veto the turn: the gate itself, so that a NaN score or a model without
+/// a sensitive head counts as suppressed here too.
+fn vetoed(engine: &turnscore::Engine, s: &TurnScores) -> bool {
+    let d = turnscore::gate::decide(
+        engine.topic_labels(),
+        engine.sensitive_labels(),
+        engine.policy(),
+        s,
+    );
+    !d.reason.ad_eligible()
+}
+
 pub fn eval(
     inputs: &[String],
     json: bool,
@@ -75,11 +87,15 @@ pub fn eval(
     let sn: Vec<&str> = engine.sensitive_labels().iter().map(|l| l.name.as_str()).collect();
     let mut ex = Vec::new();
     let files = expand(inputs, Some(InFormat::Jsonl))?;
+    // Rows of each input file, as a range of `ex`: the figures by input (dev beside test).
+    let mut ranges = Vec::with_capacity(files.len());
     for f in &files {
         if f.size.is_none() {
             bail!("eval reads files (labeled rows), not standard input");
         }
+        let start = ex.len();
         ex.extend(load_file(&f.path, &tn, &sn)?);
+        ranges.push(start..ex.len());
     }
     if ex.is_empty() {
         bail!("no labeled rows in the inputs");
@@ -128,7 +144,7 @@ pub fn eval(
     let mut gate: BTreeMap<String, [u64; 4]> = BTreeMap::new(); // source -> [sensitive, caught, clean, wrongly suppressed]
     for (e, s) in ex.iter().zip(&scores) {
         let Some(truth) = &e.sensitive else { continue };
-        let fired = !turnscore::output::hits(engine.sensitive_labels(), &s.sensitive).is_empty();
+        let fired = vetoed(&engine, s);
         for key in ["(all)", e.source.as_str()] {
             let g = gate.entry(key.to_string()).or_default();
             if truth.is_empty() {
@@ -195,6 +211,53 @@ pub fn eval(
         })
         .collect::<serde_json::Map<_, _>>()
         .into();
+    // The headline figures of each input on its own: with `eval dev.jsonl test.jsonl`, the split
+    // nothing was tuned on stands beside the one the thresholds were chosen on.
+    let by_input: Vec<serde_json::Value> = files
+        .iter()
+        .zip(&ranges)
+        .map(|(f, r)| {
+            let part = || ex[r.clone()].iter().zip(&scores[r.clone()]);
+            let (sc, _) = head_counts(
+                part(),
+                engine.sensitive_labels(),
+                |e| &e.sensitive,
+                |s| &s.sensitive,
+            );
+            let (tcc, tcrows) = head_counts(
+                part().filter(|(e, _)| e.sensitive.as_ref().is_some_and(|s| s.is_empty())),
+                engine.topic_labels(),
+                |e| &e.topics,
+                |s| &s.topics,
+            );
+            let mut g = [0u64; 4];
+            for (e, s) in part() {
+                let Some(truth) = &e.sensitive else { continue };
+                let fired = vetoed(&engine, s);
+                let k = if truth.is_empty() { 2 } else { 0 };
+                g[k] += 1;
+                g[k + 1] += u64::from(fired);
+            }
+            let recall: serde_json::Map<String, serde_json::Value> = engine
+                .sensitive_labels()
+                .iter()
+                .zip(&sc)
+                .filter(|(_, c)| c.support() > 0.0)
+                .map(|(l, c)| (l.name.clone(), c.r().into()))
+                .collect();
+            let micro = tcc.iter().fold(Prf::default(), |mut a, c| {
+                a.add(c);
+                a
+            });
+            serde_json::json!({
+                "input": f.name(), "rows": r.len(),
+                "sensitive_turns": g[0], "caught": share(g[1], g[0]),
+                "clean_turns": g[2], "wrongly_suppressed": share(g[3], g[2]),
+                "sensitive_recall": recall,
+                "topics_on_clean_turns_micro_f1": micro.f(1.0), "topics_on_clean_turns_rows": tcrows,
+            })
+        })
+        .collect();
     let report = serde_json::json!({
         "model": engine.model().meta().model_id,
         "model_sha256": engine.model().sha256(),
@@ -207,6 +270,7 @@ pub fn eval(
         "gate": gate_json,
         "worst_misses": listing(&misses),
         "worst_false_alarms": listing(&alarms),
+        "by_input": by_input,
     });
     if let Some(dir) = report_dir {
         let heads = [
@@ -301,6 +365,39 @@ pub fn eval(
             pct(share(g[1], g[0])),
             g[2],
             pct(share(g[3], g[2]))
+        )?;
+    }
+    writeln!(o, "\nby input: sensitive turns caught, clean turns wrongly suppressed, the lowest sensitive label recall, topic micro-F1 on clean turns")?;
+    writeln!(
+        o,
+        "  {:<32} {:>6} {:>8} {:>8} {:>30} {:>8}",
+        "input", "rows", "caught", "wrongly", "lowest recall", "topic F1"
+    )?;
+    for b in report["by_input"].as_array().into_iter().flatten() {
+        let pct = |x: &serde_json::Value| {
+            x.as_f64().map_or("-".to_string(), |v| format!("{:.1}%", 100.0 * v))
+        };
+        let low = b["sensitive_recall"]
+            .as_object()
+            .and_then(|m| {
+                m.iter().min_by(|a, b| {
+                    a.1.as_f64().unwrap_or(0.0).total_cmp(&b.1.as_f64().unwrap_or(0.0))
+                })
+            })
+            .map_or("-".to_string(), |(l, v)| format!("{l} {:.3}", v.as_f64().unwrap_or(0.0)));
+        let name = b["input"].as_str().unwrap_or("");
+        // The end of a long path, cut at a character boundary.
+        let cut = name.char_indices().rev().nth(31).map_or(0, |(i, _)| i);
+        let name = &name[cut..];
+        writeln!(
+            o,
+            "  {:<32} {:>6} {:>8} {:>8} {:>30} {:>8.3}",
+            name,
+            b["rows"].as_u64().unwrap_or(0),
+            pct(&b["caught"]),
+            pct(&b["wrongly_suppressed"]),
+            low,
+            b["topics_on_clean_turns_micro_f1"].as_f64().unwrap_or(0.0)
         )?;
     }
     for (title, key) in [

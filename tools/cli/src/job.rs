@@ -97,7 +97,7 @@ fn is_ours(name: &str) -> bool {
 /// What [`ShardDir::open`] found.
 pub enum Opened {
     /// A new job, or an interrupted one to continue (`resumed`).
-    Job { dir: ShardDir, resumed: bool },
+    Job { dir: Box<ShardDir>, resumed: bool },
     /// The same job already completed: `rows` in its manifest. Nothing to do.
     Complete { rows: u64 },
 }
@@ -176,6 +176,19 @@ impl ShardDir {
                     .and_then(|b| serde_json::from_slice(&b).ok())
                     .unwrap_or_default();
                 if !stdin && m["fingerprint"].as_str() == Some(fingerprint) {
+                    let missing = m["shards"]
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .filter_map(|s| s["file"].as_str())
+                        .find(|f| !dir.join(f).is_file());
+                    if let Some(f) = missing {
+                        bail!(
+                            "{} holds a completed job whose manifest lists {f}, which is missing; \
+                             pass --overwrite to run it again",
+                            dir.display()
+                        );
+                    }
                     return Ok(Opened::Complete { rows: m["rows"].as_u64().unwrap_or(0) });
                 }
                 if stdin {
@@ -246,7 +259,7 @@ impl ShardDir {
             rejects: f,
             rejects_path,
         };
-        Ok(Opened::Job { dir: sd, resumed })
+        Ok(Opened::Job { dir: Box::new(sd), resumed })
     }
 
     /// Removes every file of the job (shards, progress, rejects report, temporary files):

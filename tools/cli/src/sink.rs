@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 
 use crate::Format;
 
-/// Temporary files not yet renamed into place. SIGINT, SIGTERM and SIGHUP remove them before
+/// Temporary files not yet renamed into place. SIGINT and SIGTERM remove them before
 /// the process exits (see [`install_signal_cleanup`]); a kill -9 cannot, and a resumed shard job
 /// removes what such a kill left.
 static TEMPORARY: std::sync::Mutex<Vec<PathBuf>> = std::sync::Mutex::new(Vec::new());
@@ -25,18 +25,33 @@ fn temporary(path: &Path, add: bool) {
     }
 }
 
-/// On SIGINT, SIGTERM or SIGHUP: remove the temporary files of outputs being written, then
-/// exit with 130 (the shell's code for an interrupted command). Committed shards and progress
-/// records stay, so the same command resumes the job.
+/// On SIGINT or SIGTERM: remove the temporary files of outputs being written, then exit with
+/// 130 (the shell's code for an interrupted command). Committed shards and progress records
+/// stay, so the same command resumes the job. The handlers are installed whatever the signals'
+/// inherited disposition (a job started in the background of a script inherits an ignored
+/// SIGINT); SIGHUP is left alone, so `nohup` keeps working.
 pub fn install_signal_cleanup() {
-    let _ = ctrlc::set_handler(|| {
-        let t = TEMPORARY.lock().unwrap_or_else(|e| e.into_inner());
-        for p in t.iter() {
-            let _ = std::fs::remove_file(p);
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = match signal_hook::iterator::Signals::new([SIGINT, SIGTERM]) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("turnscore: warning: cannot watch SIGINT/SIGTERM ({e}); an interrupted job may leave a .partial file");
+            return;
         }
-        eprintln!("turnscore: interrupted; unfinished output removed");
-        std::process::exit(130);
+    };
+    let spawned = std::thread::Builder::new().name("turnscore-signals".into()).spawn(move || {
+        if signals.forever().next().is_some() {
+            let t = TEMPORARY.lock().unwrap_or_else(|e| e.into_inner());
+            for p in t.iter() {
+                let _ = std::fs::remove_file(p);
+            }
+            eprintln!("turnscore: interrupted; unfinished output removed");
+            std::process::exit(130);
+        }
     });
+    if let Err(e) = spawned {
+        eprintln!("turnscore: warning: cannot watch SIGINT/SIGTERM ({e})");
+    }
 }
 
 /// Where output goes: a regular file written to a temporary name and renamed when complete;

@@ -164,11 +164,18 @@ impl Source {
                 // input, or under any name, is decompressed); a .gz or .zst name whose bytes
                 // say otherwise is an error.
                 let lower = name.to_lowercase();
-                let mut br = BufReader::with_capacity(1 << 20, counted);
-                let head = br.fill_buf().with_context(|| format!("cannot read input {name}"))?;
+                // Up to 4 bytes, however the pipe splits them, then the rest of the stream.
+                let mut counted = counted;
+                let mut head = Vec::with_capacity(4);
+                (&mut counted)
+                    .take(4)
+                    .read_to_end(&mut head)
+                    .with_context(|| format!("cannot read input {name}"))?;
                 let gz = head.starts_with(&[0x1f, 0x8b]);
                 let zst = head.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]);
                 let empty = head.is_empty();
+                let br =
+                    BufReader::with_capacity(1 << 20, std::io::Cursor::new(head).chain(counted));
                 if lower.ends_with(".gz") && !gz && !empty {
                     bail!("{name}: not a gzip stream (its name ends in .gz)");
                 }
@@ -195,10 +202,12 @@ impl Source {
                 let f = std::fs::File::open(&input.path)
                     .with_context(|| format!("cannot open input {name}"))?;
                 bytes.store(input.size.unwrap_or(0) / 2, Ordering::Relaxed);
-                let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-                    .with_context(|| format!("{name}: not a Parquet file"))?
-                    .with_batch_size(chunk_rows)
-                    .build()
+                let r = turnscore::input::guarded(&name, || {
+                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+                })?
+                .with_context(|| format!("{name}: not a Parquet file"))?
+                .with_batch_size(chunk_rows);
+                let r = turnscore::input::guarded(&name, || r.build())?
                     .with_context(|| format!("{name}: cannot read Parquet"))?;
                 Kind::Batches(Box::new(r), 1)
             }
@@ -211,13 +220,17 @@ impl Source {
                     }
                     let f = std::fs::File::open(&input.path)?;
                     Box::new(
-                        arrow_ipc::reader::FileReader::try_new(f, None)
-                            .with_context(|| format!("{name}: not an Arrow IPC file"))?,
+                        turnscore::input::guarded(&name, || {
+                            arrow_ipc::reader::FileReader::try_new(f, None)
+                        })?
+                        .with_context(|| format!("{name}: not an Arrow IPC file"))?,
                     )
                 } else {
                     Box::new(
-                        arrow_ipc::reader::StreamReader::try_new(br, None)
-                            .with_context(|| format!("{name}: not an Arrow IPC stream or file"))?,
+                        turnscore::input::guarded(&name, || {
+                            arrow_ipc::reader::StreamReader::try_new(br, None)
+                        })?
+                        .with_context(|| format!("{name}: not an Arrow IPC stream or file"))?,
                     )
                 };
                 Kind::Batches(it, 1)
@@ -280,7 +293,9 @@ impl Source {
     fn next_batch(&mut self) -> Result<Vec<Row>> {
         match &mut self.kind {
             Kind::Jsonl(_) => unreachable!("JSONL is read line by line"),
-            Kind::Batches(it, next) => match it.next() {
+            // The readers have panicked on damaged files (found by fuzzing): that is an error
+            // naming the input, and the input is not read further.
+            Kind::Batches(it, next) => match turnscore::input::guarded(&self.name, || it.next())? {
                 None => Ok(Vec::new()),
                 Some(b) => {
                     let b = b.with_context(|| format!("cannot read {}", self.name))?;

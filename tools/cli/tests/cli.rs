@@ -812,6 +812,10 @@ fn eval_masks_null_heads_and_counts_the_gate() {
     assert_eq!(r["gate"]["(all)"]["clean_turns"], 2);
     assert_eq!(r["gate"]["s1"]["clean_turns"], 1);
     assert_eq!(r["gate"]["(all)"]["caught"], 1.0, "the diabetes turn is suppressed");
+    // Figures by input file: each file's own, so that a test split stands beside dev.
+    let b = &r["by_input"].as_array().unwrap()[0];
+    assert_eq!((b["rows"].clone(), b["caught"].clone()), (4.into(), 1.0.into()));
+    assert_eq!(b["sensitive_recall"]["health"], 1.0);
     // A label the model does not have is an error naming file and line.
     std::fs::write(&data, r#"{"text":"x","topics":["astrology"],"sensitive":[]}"#).unwrap();
     let o = turnscore(&["eval", data.to_str().unwrap()], None);
@@ -971,8 +975,8 @@ fn a_second_job_on_the_same_directory_is_refused_and_a_dead_jobs_lock_is_not_sta
     first.kill().unwrap();
     first.wait().unwrap();
     drop(pipe);
-    // The dead job's lock is gone with it; its directory holds an interrupted stdin job, which
-    // cannot resume, and --overwrite starts over.
+    // The dead job's lock is gone with it: the next job on the directory is not refused as
+    // "in use" (it committed no shard, so there is nothing to resume either way).
     let base = [
         "score",
         input.to_str().unwrap(),
@@ -1253,4 +1257,20 @@ fn eval_writes_no_carriage_returns_to_a_log() {
     let o = turnscore(&["eval", data.to_str().unwrap(), "--threads", "1"], None);
     assert!(o.status.success(), "{}", err(&o));
     assert!(!o.stderr.contains(&b'\r'), "{}", err(&o));
+}
+
+/// Files on which the Parquet and Arrow readers panic (found by fuzzing, in fuzz/regressions/)
+/// fail the job with an error naming the file, not a crash.
+#[test]
+fn damaged_parquet_and_arrow_files_that_crash_their_readers_are_errors() {
+    for (dir, name) in [
+        ("arrow_rows", "buffer_offset_past_end.arrows"),
+        ("parquet_rows", "bitmap_range_out_of_bounds.parquet"),
+    ] {
+        let p = root().join("fuzz/regressions").join(dir).join(name);
+        let o = turnscore(&["score", p.to_str().unwrap()], None);
+        assert_eq!(o.status.code(), Some(1), "{name}: {}", err(&o));
+        assert!(err(&o).contains(name) && err(&o).contains("damaged"), "{name}: {}", err(&o));
+        assert!(!err(&o).contains("panicked"), "{name}: {}", err(&o));
+    }
 }
