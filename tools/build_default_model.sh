@@ -38,9 +38,9 @@ fi
 cargo build --release -p turnscore-cli --no-default-features
 TS=target/release/turnscore
 
-"$TS" convert "$WORK/finetuned" --quant int8 --model-id all-MiniLM-L6-v2-turnscore-ft1 -o "$WORK/base.tsm"
+"$TS" convert "$WORK/finetuned" --quant int8 --model-id all-MiniLM-L6-v2-turnscore-ft2 -o "$WORK/base.tsm"
 "$TS" train-heads --model "$WORK/base.tsm" --data "$DATA" --tune data/chat --cache "$WORK/cache" \
   -o models/heads.json
 "$TS" convert "$WORK/finetuned" --quant int8 --heads models/heads.json \
-  --model-id all-MiniLM-L6-v2-turnscore-ft1-int8+heads-v3 -o models/all-minilm-l6-v2.tsm
+  --model-id all-MiniLM-L6-v2-turnscore-ft2-int8+heads-v4 -o models/all-minilm-l6-v2.tsm
 sha256sum models/all-minilm-l6-v2.tsm models/heads.json
