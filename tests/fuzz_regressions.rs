@@ -4,7 +4,8 @@
 
 use crate::util::root;
 use turnscore::format::ModelFile;
-use turnscore::input::{guarded, rows_from_batch, JsonlReader, ReadOptions};
+use turnscore::input::{JsonlReader, ReadOptions};
+use turnscore_io::columnar::{open_arrow_file, open_arrow_stream, open_parquet, BatchRows};
 
 fn files(kind: &str, target: &str) -> Vec<(String, Vec<u8>)> {
     let dir = root().join("fuzz").join(kind).join(target);
@@ -92,60 +93,73 @@ fn every_reader_regression_and_seed_is_read_without_a_panic() {
             }
         }
         for (name, b) in files(kind, "arrow_rows") {
-            let r = guarded("replay", || arrow_ipc::reader::StreamReader::try_new(&b[..], None));
-            if let Ok(Ok(mut r)) = r {
-                while let Ok(Some(Ok(batch))) = guarded("replay", || r.next()) {
-                    let _ = rows_from_batch(&batch, 1, &ReadOptions::default());
-                }
-            }
-            let _ = name;
+            let _ = read_arrow(&name, &b);
         }
-        for (_, b) in files(kind, "parquet_rows") {
-            use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-            let bytes = bytes::Bytes::from(b);
-            let Ok(Ok(bld)) = guarded("replay", || ParquetRecordBatchReaderBuilder::try_new(bytes))
-            else {
-                continue;
-            };
-            let bld = bld.with_batch_size(256);
-            if let Ok(Ok(mut r)) = guarded("replay", || bld.build()) {
-                while let Ok(Some(Ok(batch))) = guarded("replay", || r.next()) {
-                    let _ = rows_from_batch(&batch, 1, &ReadOptions::default());
-                }
-            }
+        for (name, b) in files(kind, "parquet_rows") {
+            let _ = read_parquet(&name, b);
         }
     }
 }
 
-/// Reads batches through `guarded` until the reader fails; the error it gives. A file that
-/// reads cleanly is not a regression.
-fn first_guarded_error<I: Iterator>(name: &str, mut r: I) -> String {
+/// Every row of an Arrow IPC input (stream, then file format), through the openers the CLI
+/// uses; the first error.
+fn read_arrow(name: &str, b: &[u8]) -> Result<usize, String> {
+    let stream = open_arrow_stream(b, name).map(|r| drain(BatchRows::new(r, name, opts())));
+    let file = open_arrow_file(std::io::Cursor::new(b), b.len() as u64, name)
+        .map(|r| drain(BatchRows::new(r, name, opts())));
+    match (stream, file) {
+        (Ok(Ok(n)), _) | (_, Ok(Ok(n))) => Ok(n),
+        (Ok(Err(e)), _) | (_, Ok(Err(e))) | (Err(_), Err(e)) => Err(format!("{e:#}")),
+    }
+}
+
+/// Every row of a Parquet input through the opener the CLI uses; the first error.
+fn read_parquet(name: &str, b: Vec<u8>) -> Result<usize, String> {
+    let r = open_parquet(bytes::Bytes::from(b), 256, name).map_err(|e| format!("{e:#}"))?;
+    drain(BatchRows::new(r, name, opts())).map_err(|e| format!("{e:#}"))
+}
+
+fn opts() -> ReadOptions {
+    ReadOptions::default()
+}
+
+fn drain<I>(mut rows: BatchRows<I>) -> anyhow::Result<usize>
+where
+    I: Iterator<Item = Result<arrow_array::RecordBatch, arrow_schema::ArrowError>>,
+{
+    let mut n = 0;
     loop {
-        match guarded(name, || r.next()) {
-            Ok(Some(_)) => continue,
-            Ok(None) => panic!("{name} reads cleanly: not a regression"),
-            Err(e) => return e.to_string(),
+        let got = rows.next_rows(256)?.len();
+        if got == 0 {
+            return Ok(n);
         }
+        n += got;
     }
 }
 
-/// The readers' panics that fuzzing found are errors through `guarded`, and the panic is caught
-/// (not only survived): each file really makes its reader panic.
+/// Each columnar input that fuzzing found crashing a reader, or asking it for more memory than
+/// the file holds, is an error naming the input, for its own reason: a panic caught by
+/// `guarded`, a declared range checked against the file, or a declared page size that the
+/// data does not fill.
 #[test]
 fn the_reader_crashes_found_by_fuzzing_are_errors() {
-    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-    let mut caught = 0;
-    for (_, b) in files("regressions", "arrow_rows") {
-        let r = arrow_ipc::reader::StreamReader::try_new(&b[..], None).unwrap();
-        let e = first_guarded_error("x.arrows", r);
-        assert!(e.contains("x.arrows: the decoder failed on damaged data"), "{e}");
-        caught += 1;
+    let expect = [
+        ("block_body_past_end.arrow", "record batch block 0 declares offset"),
+        ("buffer_offset_past_end.arrows", "the decoder failed on damaged data"),
+        ("bitmap_range_out_of_bounds.parquet", "the decoder failed on damaged data"),
+        ("page_declares_1gb_uncompressed.parquet", "Invalid page header"),
+    ];
+    let mut got = Vec::new();
+    for (name, b) in files("regressions", "arrow_rows") {
+        got.push((name.clone(), read_arrow(&name, &b)));
     }
-    for (_, b) in files("regressions", "parquet_rows") {
-        let bld = ParquetRecordBatchReaderBuilder::try_new(bytes::Bytes::from(b)).unwrap();
-        let e = first_guarded_error("x.parquet", bld.with_batch_size(256).build().unwrap());
-        assert!(e.contains("damaged data"), "{e}");
-        caught += 1;
+    for (name, b) in files("regressions", "parquet_rows") {
+        got.push((name.clone(), read_parquet(&name, b)));
     }
-    assert_eq!(caught, 2);
+    assert_eq!(got.len(), expect.len(), "a regression file without an expected reason");
+    for (name, r) in got {
+        let (_, want) = expect.iter().find(|(n, _)| *n == name).expect(&name);
+        let e = r.expect_err(&name);
+        assert!(e.contains(&name) && e.contains(want), "{name}: expected {want:?} in {e:?}");
+    }
 }

@@ -1,34 +1,31 @@
-//! Arrow IPC input (stream and file format): arbitrary bytes through the readers the CLI uses,
-//! guarded as the CLI guards them (`turnscore::input::guarded`: the readers panic on some damaged
-//! files), and the row converter. A damaged file is an error, never a crash.
+//! Arrow IPC input (stream and file format): arbitrary bytes through the openers the CLI uses
+//! (`turnscore_io::columnar`: the file's footer checked against its length, the readers' panics
+//! turned into errors) and the bounded row converter. A damaged file is an error, never a crash
+//! or an allocation past what the file holds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use turnscore::input::{guarded, rows_from_batch, ReadOptions};
+use std::io::Cursor;
+use turnscore::input::ReadOptions;
+use turnscore_io::columnar::{open_arrow_file, open_arrow_stream, BatchRows};
 
 fuzz_target!(|data: &[u8]| {
-    let opts = ReadOptions::default();
-    if let Ok(Ok(mut r)) = guarded("fuzz", || arrow_ipc::reader::StreamReader::try_new(data, None)) {
-        for _ in 0..16 {
-            match guarded("fuzz", || r.next()) {
-                Ok(Some(Ok(b))) => {
-                    let _ = rows_from_batch(&b, 1, &opts);
-                }
-                _ => break,
-            }
-        }
+    if let Ok(r) = open_arrow_stream(data, "fuzz") {
+        drain(BatchRows::new(r, "fuzz", ReadOptions::default()));
     }
-    let file = guarded("fuzz", || {
-        arrow_ipc::reader::FileReader::try_new(std::io::Cursor::new(data), None)
-    });
-    if let Ok(Ok(mut r)) = file {
-        for _ in 0..16 {
-            match guarded("fuzz", || r.next()) {
-                Ok(Some(Ok(b))) => {
-                    let _ = rows_from_batch(&b, 1, &opts);
-                }
-                _ => break,
-            }
-        }
+    if let Ok(r) = open_arrow_file(Cursor::new(data), data.len() as u64, "fuzz") {
+        drain(BatchRows::new(r, "fuzz", ReadOptions::default()));
     }
 });
+
+fn drain<I>(mut rows: BatchRows<I>)
+where
+    I: Iterator<Item = Result<arrow_array::RecordBatch, arrow_schema::ArrowError>>,
+{
+    for _ in 0..64 {
+        match rows.next_rows(256) {
+            Ok(r) if !r.is_empty() => {}
+            _ => break,
+        }
+    }
+}

@@ -1,25 +1,20 @@
-//! Parquet input: arbitrary bytes through the reader the CLI uses, guarded as the CLI guards it
-//! (`turnscore::input::guarded`: the reader panics on some damaged files), and the row
-//! converter. A damaged file is an error, never a crash or an unbounded allocation.
+//! Parquet input: arbitrary bytes through the opener the CLI uses (`turnscore_io::columnar`:
+//! every column chunk checked against the file's length, the reader's panics turned into errors)
+//! and the bounded row converter. A damaged file is an error, never a crash or an allocation past
+//! what the file holds.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
-use turnscore::input::{guarded, rows_from_batch, ReadOptions};
+use turnscore::input::ReadOptions;
+use turnscore_io::columnar::{open_parquet, BatchRows};
 
 fuzz_target!(|data: &[u8]| {
     let bytes = bytes::Bytes::copy_from_slice(data);
-    let Ok(Ok(b)) = guarded("fuzz", || ParquetRecordBatchReaderBuilder::try_new(bytes)) else {
-        return;
-    };
-    let b = b.with_batch_size(256);
-    let Ok(Ok(mut r)) = guarded("fuzz", || b.build()) else { return };
-    let opts = ReadOptions::default();
-    for _ in 0..16 {
-        match guarded("fuzz", || r.next()) {
-            Ok(Some(Ok(batch))) => {
-                let _ = rows_from_batch(&batch, 1, &opts);
-            }
+    let Ok(r) = open_parquet(bytes, 256, "fuzz") else { return };
+    let mut rows = BatchRows::new(r, "fuzz", ReadOptions::default());
+    for _ in 0..64 {
+        match rows.next_rows(256) {
+            Ok(r) if !r.is_empty() => {}
             _ => break,
         }
     }

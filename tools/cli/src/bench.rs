@@ -3,11 +3,11 @@
 //! alternating, so that the ratio holds on a noisy shared machine.
 
 use crate::cmd::{open_engine, score, ScoreSettings, CHUNK_ROWS};
-use crate::source::{expand, Source};
 use crate::{Common, Format, ReadArgs};
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
+use turnscore_io::source::{expand, Source};
 
 /// The default corpus (benches/data/corpus-1000.jsonl), embedded so `bench` runs anywhere.
 const CORPUS: &str = include_str!("../../../benches/data/corpus-1000.jsonl");

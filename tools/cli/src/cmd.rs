@@ -1,8 +1,5 @@
 //! The commands. No engine logic lives here: parse flags, call the engine, write, report.
 
-use crate::job::{Position, ShardDir};
-use crate::sink::{format_for, Out, Sink};
-use crate::source::{expand, Input, Source};
 use crate::Format;
 use crate::ReadArgs;
 use crate::{Command, Common};
@@ -17,6 +14,9 @@ use turnscore::input::Row;
 use turnscore::input::{FieldMap, ReadOptions};
 use turnscore::policy::{Missing, Policy};
 use turnscore::{Engine, EngineOptions};
+use turnscore_io::job::{Position, ShardDir};
+use turnscore_io::sink::{format_for, Out, Sink};
+use turnscore_io::source::{expand, Input, Source};
 
 /// Rows read and scored per step; memory stays bounded by this, not by the input size.
 pub const CHUNK_ROWS: usize = 1024;
@@ -280,7 +280,7 @@ const GATE_VERSION: u32 = 2;
 
 /// Whether `score` writes this output through a temporary file (not stdout, a device or a pipe).
 fn is_file_target(output: &Path) -> bool {
-    output != Path::new("-") && !crate::sink::is_stream(output)
+    output != Path::new("-") && !turnscore_io::sink::is_stream(output)
 }
 
 /// Settings of one `score` job.
@@ -364,8 +364,8 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
             stdin,
         )?;
         let (dir, resumed) = match opened {
-            crate::job::Opened::Job { dir, resumed } => (*dir, resumed),
-            crate::job::Opened::Complete { rows } => {
+            turnscore_io::job::Opened::Job { dir, resumed } => (*dir, resumed),
+            turnscore_io::job::Opened::Complete { rows } => {
                 if !s.quiet {
                     eprintln!(
                         "turnscore: {} already holds this job, complete ({rows} rows); nothing to do (--overwrite runs it again)",
@@ -392,7 +392,7 @@ pub fn score(read: &ReadArgs, s: &ScoreSettings<'_>, c: &Common) -> Result<()> {
     } else {
         if s.output != Path::new("-")
             && s.output.exists()
-            && !crate::sink::is_stream(s.output)
+            && !turnscore_io::sink::is_stream(s.output)
             && !s.overwrite
         {
             bail!("{} exists; pass --overwrite to replace it", s.output.display());

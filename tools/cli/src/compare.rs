@@ -5,12 +5,12 @@
 use crate::cmd::{open_engine, CHUNK_ROWS};
 use crate::data::{load_file, Example};
 use crate::metrics::Prf;
-use crate::source::{expand, InFormat};
 use crate::Common;
 use anyhow::{bail, Result};
 use std::io::Write;
 use std::path::Path;
 use turnscore::format::LabelMeta;
+use turnscore_io::source::{expand, InFormat};
 
 struct Side {
     vecs: Vec<f32>,

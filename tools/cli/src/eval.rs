@@ -8,13 +8,13 @@
 use crate::cmd::{open_engine, CHUNK_ROWS};
 use crate::data::{load_file, Example};
 use crate::metrics::Prf;
-use crate::source::{expand, InFormat};
 use crate::Common;
 use anyhow::{bail, Result};
 use std::collections::BTreeMap;
 use std::io::Write;
 use turnscore::format::LabelMeta;
 use turnscore::output::TurnScores;
+use turnscore_io::source::{expand, InFormat};
 
 /// Per-label counts of one head over (row, scores) pairs; rows whose head is `null` are masked.
 fn head_counts<'a>(

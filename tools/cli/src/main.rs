@@ -10,14 +10,11 @@ mod compare;
 mod context;
 mod data;
 mod eval;
-mod job;
 mod metrics;
 mod report;
-mod sink;
-mod source;
 mod train;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -133,15 +130,8 @@ pub struct ReadArgs {
     ts_col: String,
 }
 
-#[derive(Copy, Clone, Debug, PartialEq, Eq, ValueEnum)]
-pub enum Format {
-    /// One JSON object per line.
-    Jsonl,
-    /// Apache Parquet (zstd).
-    Parquet,
-    /// Arrow IPC file format.
-    Arrow,
-}
+pub use turnscore_io::Format;
+use turnscore_io::{sink, source};
 
 #[derive(Subcommand, Debug)]
 enum Command {

@@ -1,16 +1,18 @@
 //! Input sources: JSONL (plain, gzip, zstd), Parquet and Arrow IPC files, several files or globs,
 //! or standard input, read in bounded chunks of rows.
 
+use crate::columnar::BatchRows;
 use anyhow::{bail, Context, Result};
 use arrow_array::RecordBatch;
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use turnscore::input::{rows_from_batch, JsonlReader, ReadOptions, Row};
+use turnscore::input::{JsonlReader, ReadOptions, Row};
 
 /// The format of one input.
-#[derive(Copy, Clone, Debug, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum InFormat {
     /// JSON lines; `.gz` and `.zst` files are decompressed.
     Jsonl,
@@ -126,17 +128,17 @@ impl<R: Read> Read for Counting<R> {
     }
 }
 
+type Batches = Box<dyn Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>> + Send>;
+
 enum Kind {
     Jsonl(Box<JsonlReader<Box<dyn BufRead + Send>>>),
-    Batches(Box<dyn Iterator<Item = Result<RecordBatch, arrow_schema::ArrowError>> + Send>, u64),
+    Batches(BatchRows<Batches>),
 }
 
 /// Reads one input in chunks of rows.
 pub struct Source {
     kind: Kind,
-    pending: std::collections::VecDeque<Row>,
     name: String,
-    opts: ReadOptions,
     /// Bytes consumed from the file so far (for progress).
     pub bytes: Arc<AtomicU64>,
 }
@@ -202,41 +204,26 @@ impl Source {
                 let f = std::fs::File::open(&input.path)
                     .with_context(|| format!("cannot open input {name}"))?;
                 bytes.store(input.size.unwrap_or(0) / 2, Ordering::Relaxed);
-                let r = turnscore::input::guarded(&name, || {
-                    parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
-                })?
-                .with_context(|| format!("{name}: not a Parquet file"))?
-                .with_batch_size(chunk_rows);
-                let r = turnscore::input::guarded(&name, || r.build())?
-                    .with_context(|| format!("{name}: cannot read Parquet"))?;
-                Kind::Batches(Box::new(r), 1)
+                let r = crate::columnar::open_parquet(f, chunk_rows, &name)?;
+                Kind::Batches(BatchRows::new(Box::new(r), &name, opts.clone()))
             }
             InFormat::Arrow => {
                 let mut br = BufReader::new(counted);
                 let is_file = br.fill_buf().map(|b| b.starts_with(b"ARROW1")).unwrap_or(false);
-                let it: Box<dyn Iterator<Item = _> + Send> = if is_file {
+                let it: Batches = if is_file {
                     if input.is_stdin() {
                         bail!("the Arrow IPC file format cannot be read from standard input; use the stream format");
                     }
                     let f = std::fs::File::open(&input.path)?;
-                    Box::new(
-                        turnscore::input::guarded(&name, || {
-                            arrow_ipc::reader::FileReader::try_new(f, None)
-                        })?
-                        .with_context(|| format!("{name}: not an Arrow IPC file"))?,
-                    )
+                    let len = f.metadata()?.len();
+                    Box::new(crate::columnar::open_arrow_file(f, len, &name)?)
                 } else {
-                    Box::new(
-                        turnscore::input::guarded(&name, || {
-                            arrow_ipc::reader::StreamReader::try_new(br, None)
-                        })?
-                        .with_context(|| format!("{name}: not an Arrow IPC stream or file"))?,
-                    )
+                    Box::new(crate::columnar::open_arrow_stream(br, &name)?)
                 };
-                Kind::Batches(it, 1)
+                Kind::Batches(BatchRows::new(it, &name, opts.clone()))
             }
         };
-        Ok(Source { kind, pending: Default::default(), name, opts: opts.clone(), bytes })
+        Ok(Source { kind, name, bytes })
     }
 
     /// The input's name, for messages.
@@ -257,18 +244,22 @@ impl Source {
     /// # Errors
     /// An I/O or decoding error, naming the input.
     pub fn next_chunk(&mut self, max: usize) -> Result<Vec<Row>> {
-        if let Kind::Jsonl(r) = &mut self.kind {
-            return r.next_chunk(max).with_context(|| format!("cannot read {}", self.name));
-        }
-        while self.pending.len() < max {
-            let more = self.next_batch()?;
-            if more.is_empty() {
-                break;
+        match &mut self.kind {
+            Kind::Jsonl(r) => {
+                r.next_chunk(max).with_context(|| format!("cannot read {}", self.name))
             }
-            self.pending.extend(more);
+            Kind::Batches(b) => {
+                let mut out = Vec::new();
+                while out.len() < max {
+                    let more = b.next_rows(max - out.len())?;
+                    if more.is_empty() {
+                        break;
+                    }
+                    out.extend(more);
+                }
+                Ok(out)
+            }
         }
-        let n = max.min(self.pending.len());
-        Ok(self.pending.drain(..n).collect())
     }
 
     /// Reads and discards `n` rows (to resume a job).
@@ -287,25 +278,6 @@ impl Source {
             n -= got;
         }
         Ok(())
-    }
-
-    /// One record batch's rows (columnar input).
-    fn next_batch(&mut self) -> Result<Vec<Row>> {
-        match &mut self.kind {
-            Kind::Jsonl(_) => unreachable!("JSONL is read line by line"),
-            // The readers have panicked on damaged files (found by fuzzing): that is an error
-            // naming the input, and the input is not read further.
-            Kind::Batches(it, next) => match turnscore::input::guarded(&self.name, || it.next())? {
-                None => Ok(Vec::new()),
-                Some(b) => {
-                    let b = b.with_context(|| format!("cannot read {}", self.name))?;
-                    let rows = rows_from_batch(&b, *next, &self.opts)
-                        .with_context(|| format!("input {}", self.name))?;
-                    *next += b.num_rows() as u64;
-                    Ok(rows)
-                }
-            },
-        }
     }
 }
 
